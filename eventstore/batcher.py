@@ -1,0 +1,111 @@
+"""Group commit: merge appends from many coroutines into few transactions.
+
+A dispatcher takes queued appends and hands them to a flush function in batches.
+When no batch is in flight, an append goes out at once (no added latency when the
+system is quiet); while batches are in flight, new appends accumulate and the next
+batch may linger up to `linger_s` for more. Batches are bounded in events, and at
+most `max_inflight` run at once. Every append keeps its own future, so one
+caller's error never fails another caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from .errors import StoreClosedError
+
+T = TypeVar("T")
+R = TypeVar("R")
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Pending(Generic[T, R]):
+    item: T
+    size: int
+    future: asyncio.Future[R] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+Flush = Callable[[Sequence[Pending[T, R]]], Awaitable[None]]
+
+
+class GroupCommitter(Generic[T, R]):
+    def __init__(
+        self,
+        flush: Flush[T, R],
+        *,
+        max_batch_events: int = 2000,
+        max_inflight: int = 2,
+        linger_s: float = 0.001,
+    ) -> None:
+        self._flush = flush
+        self._max_batch_events = max_batch_events
+        self._linger_s = linger_s
+        self._queue: deque[Pending[T, R]] = deque()
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(max_inflight)
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="group-commit")
+
+    async def submit(self, item: T, size: int) -> R:
+        if self._closed:
+            raise StoreClosedError("the event store is closed")
+        pending: Pending[T, R] = Pending(item, size)
+        self._queue.append(pending)
+        self._wakeup.set()
+        return await pending.future
+
+    async def _dispatch(self) -> None:
+        while True:
+            while not self._queue:
+                if self._closed:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            await self._slots.acquire()
+            if self._inflight and self._queued_events() < self._max_batch_events:
+                # Batches are already in flight, so waiting a moment costs little
+                # latency and merges more appends into the next transaction.
+                await asyncio.sleep(self._linger_s)
+            batch = self._take_batch()
+            task = asyncio.create_task(self._run(batch))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    def _queued_events(self) -> int:
+        return sum(p.size for p in self._queue)
+
+    def _take_batch(self) -> list[Pending[T, R]]:
+        batch: list[Pending[T, R]] = []
+        total = 0
+        while self._queue and (not batch or total + self._queue[0].size <= self._max_batch_events):
+            pending = self._queue.popleft()
+            batch.append(pending)
+            total += pending.size
+        return batch
+
+    async def _run(self, batch: list[Pending[T, R]]) -> None:
+        try:
+            await self._flush(batch)
+        except BaseException as exc:  # the flush failed as a whole: every caller hears why
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(exc if isinstance(exc, Exception) else StoreClosedError(str(exc)))
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._slots.release()
+
+    async def close(self) -> None:
+        """Finish what was submitted, then stop."""
+        self._closed = True
+        self._wakeup.set()
+        await self._dispatcher
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)

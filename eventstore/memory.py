@@ -1,0 +1,122 @@
+"""An in-memory event store with the same contract as the PostgreSQL one.
+
+Each append is its own "transaction": it takes the next tx id, so log order and
+position order coincide here. Used by unit tests and the policy simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+import orjson
+
+from .appending import StoredId, Write, decide
+from .errors import ConcurrencyError, DuplicateEventError, StoreClosedError
+from .model import (
+    DEFAULT_MAX_EVENT_BYTES,
+    AppendResult,
+    Expected,
+    LogCursor,
+    NewEvent,
+    PreparedEvent,
+    RecordedEvent,
+    parse_stream_id,
+    prepare_append,
+)
+
+
+class MemoryEventStore:
+    def __init__(self, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._max_event_bytes = max_event_bytes
+        self._log: list[RecordedEvent] = []
+        self._streams: dict[str, list[RecordedEvent]] = {}
+        self._ids: dict[uuid.UUID, StoredId] = {}
+        self._checkpoints: dict[str, LogCursor] = {}
+        self._appended = asyncio.Event()
+        self._closed = False
+
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: Expected
+    ) -> AppendResult:
+        self._check_open()
+        prepared = prepare_append(stream_id, events, expected_version, max_event_bytes=self._max_event_bytes)
+        stream = self._streams.get(prepared.stream.stream_id, [])
+        outcome = decide(prepared, len(stream), self._ids)
+        if isinstance(outcome, (ConcurrencyError, DuplicateEventError)):
+            raise outcome
+        if isinstance(outcome, AppendResult):
+            return outcome
+        return self._write(prepared.stream.stream_id, prepared.events, outcome)
+
+    def _write(self, stream_id: str, events: Sequence[PreparedEvent], write: Write) -> AppendResult:
+        tx_id = len(self._log) + 1
+        now = datetime.now(timezone.utc)
+        stream = self._streams.setdefault(stream_id, [])
+        recorded = []
+        for offset, event in enumerate(events):
+            rec = RecordedEvent(
+                event_id=event.event_id,
+                stream_id=stream_id,
+                version=write.first_version + offset,
+                position=len(self._log) + 1,
+                tx_id=tx_id,
+                type=event.type,
+                data=orjson.loads(event.data_json),
+                metadata=orjson.loads(event.metadata_json),
+                recorded_at=now,
+            )
+            self._log.append(rec)
+            stream.append(rec)
+            self._ids[rec.event_id] = StoredId(stream_id, rec.version, rec.position)
+            recorded.append(rec)
+        self._appended.set()
+        self._appended = asyncio.Event()
+        return AppendResult(stream_id, tuple(r.version for r in recorded), tuple(r.position for r in recorded))
+
+    async def read_stream(
+        self, stream_id: str, from_version: int = 1, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        self._check_open()
+        parse_stream_id(stream_id)
+        events = self._streams.get(stream_id, [])[max(from_version, 1) - 1 :]
+        return events[:limit] if limit is not None else list(events)
+
+    async def stream_version(self, stream_id: str) -> int:
+        parse_stream_id(stream_id)
+        return len(self._streams.get(stream_id, []))
+
+    async def read_log(
+        self, after: LogCursor, limit: int = 1000, category: str | None = None
+    ) -> list[RecordedEvent]:
+        self._check_open()
+        # Positions are dense and equal to list index + 1 here, so a cursor is an index.
+        start = after.position
+        selected = (e for e in self._log[start:] if category is None or e.category == category)
+        out: list[RecordedEvent] = []
+        for event in selected:
+            out.append(event)
+            if len(out) >= limit:
+                break
+        return out
+
+    async def wait_for_append(self, timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(self._appended.wait(), timeout_s)
+        except TimeoutError:
+            pass
+
+    async def load_checkpoint(self, name: str) -> LogCursor:
+        return self._checkpoints.get(name, LogCursor())
+
+    async def save_checkpoint(self, name: str, cursor: LogCursor) -> None:
+        self._checkpoints[name] = cursor
+
+    async def close(self) -> None:
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("the event store is closed")

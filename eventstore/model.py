@@ -1,0 +1,222 @@
+"""Values the event store takes and returns, and the validation both stores share."""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any, Final, TypeAlias
+
+import orjson
+
+from .errors import EventTooLargeError, InvalidAppendError
+
+DEFAULT_MAX_EVENT_BYTES: Final = 256 * 1024
+MAX_EVENTS_PER_APPEND: Final = 10_000
+
+# A stream id names its category (stream type), its routing domain and the entity:
+# "contact-default:7f0c...". The domain is inside the id so that a domain's streams
+# can later move to another database without rewriting history.
+_STREAM_ID = re.compile(r"([a-z][a-z0-9_]{0,39})-([a-z0-9][a-z0-9_]{0,39}):([\x21-\x7e]{1,200})")
+_EVENT_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,99}")
+_METADATA_STRINGS: Final = ("correlation_id", "causation_id", "actor", "channel")
+
+
+class ExpectedVersion(Enum):
+    """The non-numeric forms of an append's expected version."""
+
+    ANY = "any"
+    NO_STREAM = "no_stream"
+
+
+Expected: TypeAlias = int | ExpectedVersion
+
+
+@dataclass(frozen=True, slots=True)
+class StreamName:
+    stream_id: str
+    category: str
+    domain: str
+    key: str
+
+
+def parse_stream_id(stream_id: object) -> StreamName:
+    if not isinstance(stream_id, str) or not stream_id:
+        raise InvalidAppendError("stream id must be a non-empty string", field="stream_id")
+    match = _STREAM_ID.fullmatch(stream_id)
+    if match is None:
+        raise InvalidAppendError(
+            f"stream id {stream_id[:80]!r} is not of the form '<category>-<domain>:<key>'",
+            field="stream_id",
+        )
+    return StreamName(stream_id, match[1], match[2], match[3])
+
+
+def stream_id_for(category: str, key: str, domain: str = "default") -> str:
+    return parse_stream_id(f"{category}-{domain}:{key}").stream_id
+
+
+def check_expected(expected: object) -> Expected:
+    if isinstance(expected, ExpectedVersion):
+        return expected
+    if isinstance(expected, int) and not isinstance(expected, bool) and expected >= 0:
+        return ExpectedVersion.NO_STREAM if expected == 0 else expected
+    raise InvalidAppendError(
+        f"expected version must be a version >= 0, ANY or NO_STREAM, not {expected!r}",
+        field="expected_version",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LogCursor:
+    """A place in the log: the writing transaction's id, then the global position.
+
+    The log is delivered in (tx_id, position) order; see `eventstore.postgres` for why.
+    """
+
+    tx_id: int = 0
+    position: int = 0
+
+    def as_tuple(self) -> tuple[int, int]:
+        return (self.tx_id, self.position)
+
+
+LOG_START: Final = LogCursor()
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    type: str
+    data: Mapping[str, Any]
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    event_id: uuid.UUID
+    stream_id: str
+    version: int
+    position: int
+    tx_id: int
+    type: str
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    recorded_at: datetime
+
+    @property
+    def cursor(self) -> LogCursor:
+        return LogCursor(self.tx_id, self.position)
+
+    @property
+    def category(self) -> str:
+        return self.stream_id.split("-", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    stream_id: str
+    versions: tuple[int, ...]
+    positions: tuple[int, ...]
+    duplicate: bool = False  # True when every event was stored already by an earlier append
+
+    @property
+    def last_version(self) -> int:
+        return self.versions[-1]
+
+    @property
+    def last_position(self) -> int:
+        return self.positions[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedEvent:
+    """An event checked and serialised once, ready for either store."""
+
+    event_id: uuid.UUID
+    type: str
+    data_json: bytes
+    metadata_json: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedAppend:
+    stream: StreamName
+    expected: Expected
+    events: tuple[PreparedEvent, ...]
+
+
+def prepare_append(
+    stream_id: object,
+    events: Sequence[NewEvent],
+    expected: object,
+    *,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+) -> PreparedAppend:
+    """Check an append completely before anything is stored, raising InvalidAppendError."""
+    stream = parse_stream_id(stream_id)
+    checked = check_expected(expected)
+    if not isinstance(events, Sequence) or isinstance(events, (str, bytes)) or not events:
+        raise InvalidAppendError("an append needs a non-empty list of events", field="events")
+    if len(events) > MAX_EVENTS_PER_APPEND:
+        raise InvalidAppendError(f"at most {MAX_EVENTS_PER_APPEND} events per append", field="events")
+    prepared = tuple(_prepare_event(e, i, max_event_bytes) for i, e in enumerate(events))
+    if len({p.event_id for p in prepared}) != len(prepared):
+        raise InvalidAppendError("the same event id appears twice in one append", field="events")
+    return PreparedAppend(stream, checked, prepared)
+
+
+def _prepare_event(event: object, index: int, max_event_bytes: int) -> PreparedEvent:
+    where = f"events[{index}]"
+    if not isinstance(event, NewEvent):
+        raise InvalidAppendError("each event must be a NewEvent", field=where)
+    if not isinstance(event.event_id, uuid.UUID):
+        raise InvalidAppendError("event_id must be a UUID", field=f"{where}.event_id")
+    if not isinstance(event.type, str) or not _EVENT_TYPE.fullmatch(event.type):
+        raise InvalidAppendError("event type must be a name like 'ContactArrived'", field=f"{where}.type")
+    data = _to_json(event.data, f"{where}.data")
+    metadata = _to_json(_check_metadata(event.metadata, where), f"{where}.metadata")
+    size = len(data) + len(metadata)
+    if size > max_event_bytes:
+        raise EventTooLargeError(
+            f"event is {size} bytes of JSON, over the {max_event_bytes}-byte limit", field=where
+        )
+    return PreparedEvent(event.event_id, event.type, data, metadata)
+
+
+def _check_metadata(metadata: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(metadata, Mapping):
+        raise InvalidAppendError("metadata must be an object", field=f"{where}.metadata")
+    for key in _METADATA_STRINGS:
+        value = metadata.get(key)
+        if value is not None and not isinstance(value, str):
+            raise InvalidAppendError(f"metadata {key} must be a string", field=f"{where}.metadata.{key}")
+    return metadata
+
+
+def _to_json(value: object, where: str) -> bytes:
+    if not isinstance(value, Mapping):
+        raise InvalidAppendError("must be a JSON object", field=where)
+    try:
+        encoded = orjson.dumps(value)
+    except TypeError as exc:
+        raise InvalidAppendError(f"is not JSON-serialisable: {exc}", field=where) from None
+    # orjson writes NaN and infinities as null; JSON has no such numbers, so refuse them.
+    # Only payloads that contain a null can hold one, so the walk is rare.
+    if b"null" in encoded and _has_non_finite(value):
+        raise InvalidAppendError("NaN and infinity are not JSON numbers", field=where)
+    return encoded
+
+
+def _has_non_finite(value: object) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, Mapping):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_non_finite(v) for v in value)
+    return False

@@ -1,0 +1,45 @@
+"""Translate asyncpg's errors into the store's own, in this one place."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from .errors import EventStoreError, StoreUnavailableError
+
+# SQLSTATE classes that mean "the database is not there right now": connection
+# exceptions (08), insufficient resources (53), operator intervention (57, e.g. a
+# shutdown or a terminated backend).
+_UNAVAILABLE_CLASSES = ("08", "53", "57")
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    return isinstance(exc, asyncpg.UniqueViolationError)
+
+
+def translate(exc: BaseException) -> EventStoreError | None:
+    """The store error for a driver error, or None when it is a bug to let surface."""
+    if isinstance(exc, EventStoreError):
+        return exc
+    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError)):
+        return StoreUnavailableError(f"the database is unreachable: {exc}")
+    if isinstance(exc, asyncpg.PostgresError):
+        sqlstate = getattr(exc, "sqlstate", "") or ""
+        if sqlstate[:2] in _UNAVAILABLE_CLASSES:
+            return StoreUnavailableError(f"the database is unavailable ({sqlstate}): {exc}")
+    return None
+
+
+@asynccontextmanager
+async def translated() -> AsyncIterator[None]:
+    """Run a block, re-raising driver errors as the store's own."""
+    try:
+        yield
+    except Exception as exc:
+        mapped = translate(exc)
+        if mapped is None or mapped is exc:
+            raise
+        raise mapped from exc

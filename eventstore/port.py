@@ -1,0 +1,44 @@
+"""The event store port: what the rest of the system may ask of a store.
+
+Two adapters implement it: `MemoryEventStore` (tests, simulations) and
+`PostgresEventStore` (production). `tests/contract` runs one suite against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from .model import Expected, LogCursor, NewEvent, RecordedEvent, AppendResult
+
+
+class EventStore(Protocol):
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: Expected
+    ) -> AppendResult:
+        """Append atomically at the expected version; idempotent by event id."""
+        ...
+
+    async def read_stream(
+        self, stream_id: str, from_version: int = 1, limit: int | None = None
+    ) -> list[RecordedEvent]: ...
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's last version, 0 when it has no events."""
+        ...
+
+    async def read_log(
+        self, after: LogCursor, limit: int = 1000, category: str | None = None
+    ) -> list[RecordedEvent]:
+        """Events after the cursor in log order, never skipping one that commits later."""
+        ...
+
+    async def wait_for_append(self, timeout_s: float) -> None:
+        """Return soon after something may have been appended, or after the timeout."""
+        ...
+
+    async def load_checkpoint(self, name: str) -> LogCursor: ...
+
+    async def save_checkpoint(self, name: str, cursor: LogCursor) -> None: ...
+
+    async def close(self) -> None: ...

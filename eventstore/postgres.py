@@ -1,0 +1,413 @@
+"""The PostgreSQL event store (asyncpg), with group commit and gap-safe reads.
+
+Log order, and why a subscriber never skips an event
+----------------------------------------------------
+Global positions come from a sequence when a row is inserted, but transactions
+commit in another order: a transaction holding position 9 may still be running
+when one holding position 10 commits. A reader asking for `position > 8` would see
+10, move its checkpoint past 9, and lose 9 for ever when it commits.
+
+So the log is read in (tx_id, position) order and only below the snapshot's xmin
+horizon, `pg_snapshot_xmin(pg_current_snapshot())`: every transaction whose id is
+below xmin has finished (committed or aborted), so the set of rows with
+`tx_id < xmin` can never grow again. Reading that final set in (tx_id, position)
+order with a (tx_id, position) cursor can therefore never skip a row.
+
+That order keeps each stream in version order, and keeps causal order across
+streams, because an append takes its stream locks *before* its transaction gets
+an id: stream advisory locks do not assign a transaction id, and the INSERT is
+the transaction's first write. A later append to the same stream (or any append
+made after seeing an earlier one commit) thus always gets a larger tx_id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+import asyncpg
+import orjson
+
+from .appending import StoredId, Write, decide
+from .batcher import GroupCommitter, Pending
+from .errors import ConcurrencyError, DuplicateEventError, StoreUnavailableError
+from .model import (
+    DEFAULT_MAX_EVENT_BYTES,
+    AppendResult,
+    Expected,
+    LogCursor,
+    NewEvent,
+    PreparedAppend,
+    RecordedEvent,
+    parse_stream_id,
+    prepare_append,
+)
+from .pgerrors import is_unique_violation, translate, translated
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL: Final = "contact_router_events"
+STREAM_LOCK_CLASS: Final = 0x5354  # first key of every stream advisory lock ("ST")
+_MAX_BATCH_RETRIES: Final = 8
+
+_COLUMNS = "event_id, stream_id, version, position, tx_id, type, data, metadata, recorded_at"
+
+# Keys are sorted before locking so that two batches never wait on each other in a cycle.
+_LOCK_STREAMS = "SELECT pg_advisory_xact_lock($1::int4, k) FROM unnest($2::int4[]) AS k"
+
+# A separate statement from the locks on purpose: under READ COMMITTED each statement
+# takes a new snapshot, so this one sees what the previous lock holder committed.
+_STREAM_STATE = """
+SELECT s.stream_id, coalesce(
+           (SELECT max(e.version) FROM events e WHERE e.domain = s.domain AND e.stream_id = s.stream_id),
+           0) AS version,
+       NULL::uuid AS event_id, NULL::bigint AS position
+  FROM unnest($1::text[], $2::text[]) AS s(stream_id, domain)
+UNION ALL
+SELECT e.stream_id, e.version, e.event_id, e.position
+  FROM events e WHERE e.event_id = ANY($3::uuid[])
+"""
+
+# ORDER BY n: positions are drawn from the sequence in this order, so within one
+# transaction a stream's versions and positions ascend together.
+_INSERT = """
+INSERT INTO events (domain, category, stream_id, version, event_id, type, data, metadata)
+SELECT d, c, s, v, i, t, x, m
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::uuid[], $6::text[],
+              $7::jsonb[], $8::jsonb[]) WITH ORDINALITY AS u(d, c, s, v, i, t, x, m, n)
+ ORDER BY n
+RETURNING event_id, position
+"""
+
+_READ_LOG = f"""
+SELECT {_COLUMNS} FROM events
+ WHERE (tx_id, position) > ($1::xid8, $2::bigint)
+   AND tx_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+ ORDER BY tx_id, position
+ LIMIT $3
+"""
+
+_READ_CATEGORY = f"""
+SELECT {_COLUMNS} FROM events
+ WHERE category = $4 AND (tx_id, position) > ($1::xid8, $2::bigint)
+   AND tx_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+ ORDER BY tx_id, position
+ LIMIT $3
+"""
+
+# Committed rows that the horizon still holds back: an older transaction is running.
+_BLOCKED = "SELECT EXISTS (SELECT 1 FROM events WHERE tx_id >= (SELECT pg_snapshot_xmin(pg_current_snapshot())))"
+
+
+def lock_key(stream_id: str) -> int:
+    """A stable 32-bit key per stream, the same in every process (unlike hash())."""
+    return zlib.crc32(stream_id.encode()) - 0x8000_0000
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """jsonb travels as bytes: the store serialises once with orjson and sends them as-is."""
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=lambda value: b"\x01" + value,
+        decoder=lambda value: orjson.loads(value[1:]),
+        format="binary",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    pool_min_size: int = 2
+    pool_max_size: int = 8
+    max_batch_events: int = 2000
+    max_inflight_batches: int = 2
+    linger_s: float = 0.001
+
+
+class PostgresEventStore:
+    def __init__(self, pool: asyncpg.Pool, settings: StoreSettings, dsn: str) -> None:
+        self._pool = pool
+        self._settings = settings
+        self._committer: GroupCommitter[PreparedAppend, AppendResult] = GroupCommitter(
+            self._flush,
+            max_batch_events=settings.max_batch_events,
+            max_inflight=settings.max_inflight_batches,
+            linger_s=settings.linger_s,
+        )
+        self._notifier = _Notifier(pool)
+        self._listener = _Listener(dsn)
+
+    @classmethod
+    async def connect(cls, dsn: str, settings: StoreSettings | None = None) -> PostgresEventStore:
+        settings = settings or StoreSettings()
+        async with translated():
+            pool = await asyncpg.create_pool(
+                dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size, init=init_connection
+            )
+        return cls(pool, settings, dsn)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: Expected
+    ) -> AppendResult:
+        prepared = prepare_append(
+            stream_id, events, expected_version, max_event_bytes=self._settings.max_event_bytes
+        )
+        return await self._committer.submit(prepared, len(prepared.events))
+
+    async def _flush(self, batch: Sequence[Pending[PreparedAppend, AppendResult]]) -> None:
+        for attempt in range(_MAX_BATCH_RETRIES):
+            try:
+                outcomes = await self._write_batch([p.item for p in batch])
+            except Exception as exc:
+                if is_unique_violation(exc) and attempt + 1 < _MAX_BATCH_RETRIES:
+                    # Another writer stored one of our event ids in another stream (or,
+                    # after a lock-key collision, the same version) between our check
+                    # and our insert. Nothing of this batch was stored: run it again,
+                    # and the check now sees the other row and fails only that append.
+                    continue
+                raise translate(exc) or exc
+            for pending, outcome in zip(batch, outcomes):
+                _settle(pending.future, outcome)
+            self._notifier.poke()
+            return
+
+    async def _write_batch(self, appends: list[PreparedAppend]) -> list[object]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            keys = sorted({lock_key(a.stream.stream_id) for a in appends})
+            await conn.execute(_LOCK_STREAMS, STREAM_LOCK_CLASS, keys)
+            versions, stored = await _stream_state(conn, appends)
+            plan = _plan_batch(appends, versions, stored)
+            if plan.rows:
+                inserted = await conn.fetch(_INSERT, *plan.columns())
+                plan.positions.update({r["event_id"]: r["position"] for r in inserted})
+            return plan.outcomes()
+
+    async def read_stream(
+        self, stream_id: str, from_version: int = 1, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        name = parse_stream_id(stream_id)
+        sql = (
+            f"SELECT {_COLUMNS} FROM events WHERE domain = $1 AND stream_id = $2 AND version >= $3 "
+            "ORDER BY version LIMIT $4"
+        )
+        async with translated():
+            rows = await self._pool.fetch(sql, name.domain, stream_id, from_version, limit)
+        return [_recorded(r) for r in rows]
+
+    async def stream_version(self, stream_id: str) -> int:
+        name = parse_stream_id(stream_id)
+        sql = "SELECT coalesce(max(version), 0) FROM events WHERE domain = $1 AND stream_id = $2"
+        async with translated():
+            return int(await self._pool.fetchval(sql, name.domain, stream_id))
+
+    async def read_log(
+        self, after: LogCursor, limit: int = 1000, category: str | None = None
+    ) -> list[RecordedEvent]:
+        args: list[Any] = [after.tx_id, after.position, limit]
+        sql = _READ_LOG
+        if category is not None:
+            sql, args = _READ_CATEGORY, [*args, category]
+        async with translated():
+            rows = await self._pool.fetch(sql, *args)
+        return [_recorded(r) for r in rows]
+
+    async def blocked_by_horizon(self) -> bool:
+        """True when committed events wait behind a still-running older transaction."""
+        async with translated():
+            return bool(await self._pool.fetchval(_BLOCKED))
+
+    async def wait_for_append(self, timeout_s: float) -> None:
+        await self._listener.wait(timeout_s)
+
+    async def load_checkpoint(self, name: str) -> LogCursor:
+        async with translated():
+            row = await self._pool.fetchrow("SELECT tx_id, position FROM checkpoints WHERE name = $1", name)
+        return LogCursor(row["tx_id"], row["position"]) if row else LogCursor()
+
+    async def save_checkpoint(self, name: str, cursor: LogCursor, conn: Any = None) -> None:
+        sql = (
+            "INSERT INTO checkpoints (name, tx_id, position) VALUES ($1, $2::xid8, $3) "
+            "ON CONFLICT (name) DO UPDATE SET tx_id = EXCLUDED.tx_id, position = EXCLUDED.position, "
+            "updated_at = now()"
+        )
+        async with translated():
+            await (conn or self._pool).execute(sql, name, cursor.tx_id, cursor.position)
+
+    async def close(self) -> None:
+        await self._committer.close()
+        await self._notifier.close()
+        await self._listener.close()
+        await self._pool.close()
+
+
+async def _stream_state(
+    conn: asyncpg.Connection, appends: list[PreparedAppend]
+) -> tuple[dict[str, int], dict[uuid.UUID, StoredId]]:
+    streams = {a.stream.stream_id: a.stream.domain for a in appends}
+    ids = [e.event_id for a in appends for e in a.events]
+    rows = await conn.fetch(_STREAM_STATE, list(streams), list(streams.values()), ids)
+    versions: dict[str, int] = {}
+    stored: dict[uuid.UUID, StoredId] = {}
+    for row in rows:
+        if row["event_id"] is None:
+            versions[row["stream_id"]] = row["version"]
+        else:
+            stored[row["event_id"]] = StoredId(row["stream_id"], row["version"], row["position"])
+    return versions, stored
+
+
+_IN_BATCH: Final = -1  # the position of an event stored earlier in the same batch, known after the insert
+
+
+@dataclass(slots=True)
+class _BatchPlan:
+    decided: list[object]
+    rows: list[tuple[Any, ...]]
+    positions: dict[uuid.UUID, int]
+    event_ids: list[list[uuid.UUID]]
+
+    def columns(self) -> list[list[Any]]:
+        return [list(col) for col in zip(*self.rows)]
+
+    def outcomes(self) -> list[object]:
+        """The appends' outcomes, with the positions that the insert returned filled in."""
+        return [self._finish(decided, ids) for decided, ids in zip(self.decided, self.event_ids)]
+
+    def _finish(self, decided: object, ids: list[uuid.UUID]) -> object:
+        if isinstance(decided, _Written):
+            return AppendResult(decided.stream_id, decided.versions, tuple(self.positions[i] for i in ids))
+        if isinstance(decided, AppendResult) and _IN_BATCH in decided.positions:
+            return replace(decided, positions=tuple(self.positions[i] for i in ids))
+        return decided
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    stream_id: str
+    versions: tuple[int, ...]
+
+
+def _plan_batch(
+    appends: list[PreparedAppend], versions: dict[str, int], stored: dict[uuid.UUID, StoredId]
+) -> _BatchPlan:
+    """Decide each append in arrival order, as if they ran one after the other."""
+    plan = _BatchPlan([], [], {}, [])
+    for append in appends:
+        stream = append.stream
+        outcome = decide(append, versions.get(stream.stream_id, 0), stored)
+        plan.event_ids.append([e.event_id for e in append.events])
+        if not isinstance(outcome, Write):
+            plan.decided.append(outcome)
+            continue
+        numbers = tuple(range(outcome.first_version, outcome.first_version + len(append.events)))
+        versions[stream.stream_id] = numbers[-1]
+        for event, version in zip(append.events, numbers):
+            stored[event.event_id] = StoredId(stream.stream_id, version, _IN_BATCH)
+            plan.rows.append(
+                (stream.domain, stream.category, stream.stream_id, version, event.event_id, event.type,
+                 event.data_json, event.metadata_json)
+            )
+        plan.decided.append(_Written(stream.stream_id, numbers))
+    return plan
+
+
+def _settle(future: asyncio.Future[AppendResult], outcome: object) -> None:
+    if future.done():  # the caller gave up waiting; its events are stored all the same
+        return
+    if isinstance(outcome, (ConcurrencyError, DuplicateEventError)):
+        future.set_exception(outcome)
+    else:
+        assert isinstance(outcome, AppendResult)
+        future.set_result(outcome)
+
+
+def _recorded(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        event_id=row["event_id"],
+        stream_id=row["stream_id"],
+        version=row["version"],
+        position=row["position"],
+        tx_id=row["tx_id"],
+        type=row["type"],
+        data=row["data"],
+        metadata=row["metadata"],
+        recorded_at=row["recorded_at"],
+    )
+
+
+class _Notifier:
+    """Sends one NOTIFY after commits, coalesced: never one per append, never inside the
+    write transaction (a NOTIFY at commit serialises every committing transaction)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+
+    def poke(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._send())
+        else:
+            self._again = True
+
+    async def _send(self) -> None:
+        while True:
+            self._again = False
+            try:
+                await self._pool.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+            except Exception as exc:  # subscribers fall back to polling; say so once per failure
+                log.warning("could not notify subscribers (they will poll): %s", exc)
+                return
+            if not self._again:
+                return
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+class _Listener:
+    """One LISTEN connection per store, opened on first use, reopened after a failure."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._conn: asyncpg.Connection | None = None
+        self._event = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    async def wait(self, timeout_s: float) -> None:
+        try:
+            await self._ensure()
+        except StoreUnavailableError:
+            pass  # polling still works: the wait below is the backstop
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout_s)
+        except TimeoutError:
+            return
+        self._event.clear()
+
+    async def _ensure(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            return
+        async with self._lock, translated():
+            if self._conn is None or self._conn.is_closed():
+                conn = await asyncpg.connect(self._dsn)
+                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+                self._conn = conn
+
+    def _on_notify(self, *_: object) -> None:
+        self._event.set()
+
+    async def close(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            await self._conn.close()

@@ -1,0 +1,158 @@
+"""Subscriptions: catch up from a durable checkpoint, then follow the log live.
+
+Reads go through `store.read_log`, which is gap-safe (see eventstore.postgres), so a
+subscriber never skips an event. It is woken by the store's coalesced notifications
+and polls as a backstop; while committed events wait behind an older running
+transaction it re-reads quickly instead of waiting for the next notification.
+
+The plain subscription saves its checkpoint after the handler returns: delivery is
+at least once (a crash in between repeats that batch). `ProjectionRunner` writes
+the read model and the checkpoint in one transaction: exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from .model import LogCursor, RecordedEvent
+from .port import EventStore
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Sequence[RecordedEvent]], Awaitable[None]]
+
+
+class Subscription:
+    def __init__(
+        self,
+        store: EventStore,
+        name: str,
+        handler: Handler,
+        *,
+        category: str | None = None,
+        batch_size: int = 500,
+        poll_interval_s: float = 0.5,
+        save_checkpoints: bool = True,
+    ) -> None:
+        self.store = store
+        self.name = name
+        self._handler = handler
+        self._category = category
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._save_checkpoints = save_checkpoints
+        self.cursor = LogCursor()
+        self._stopping = asyncio.Event()
+
+    async def catch_up(self) -> int:
+        """Deliver everything readable now; return how many events were delivered."""
+        self.cursor = await self.store.load_checkpoint(self.name)
+        delivered = 0
+        while (count := await self._step()) > 0:
+            delivered += count
+        return delivered
+
+    async def run(self) -> None:
+        """Catch up, then follow the log until stop() is called."""
+        await self.store.wait_for_append(0)  # start listening before the first read
+        self.cursor = await self.store.load_checkpoint(self.name)
+        backoff_s = 0.001
+        while not self._stopping.is_set():
+            count = await self._step()
+            if count == self._batch_size:
+                continue
+            if count == 0 and await _blocked(self.store):
+                # An older transaction is still running; the rows behind it are committed
+                # and will be readable the moment it ends, which sends no notification
+                # if it was not an append. Re-read soon.
+                await self._sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 0.05)
+                continue
+            backoff_s = 0.001
+            if count == 0:
+                await self._wait()
+
+    async def _step(self) -> int:
+        events = await self.store.read_log(self.cursor, self._batch_size, self._category)
+        if not events:
+            return 0
+        await self._handler(events)
+        self.cursor = events[-1].cursor
+        if self._save_checkpoints:
+            await self.store.save_checkpoint(self.name, self.cursor)
+        return len(events)
+
+    async def _wait(self) -> None:
+        waiter = asyncio.ensure_future(self.store.wait_for_append(self._poll_interval_s))
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiter, stopper):
+                task.cancel()
+            await asyncio.gather(waiter, stopper, return_exceptions=True)
+
+    async def _sleep(self, delay_s: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), delay_s)
+        except TimeoutError:
+            pass
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+
+async def _blocked(store: EventStore) -> bool:
+    probe = getattr(store, "blocked_by_horizon", None)
+    return bool(await probe()) if probe is not None else False
+
+
+class Projection(Protocol):
+    """A read model kept in PostgreSQL, updated in the same transaction as its checkpoint."""
+
+    name: str
+    category: str | None
+
+    async def apply(self, conn: Any, events: Sequence[RecordedEvent]) -> None: ...
+
+    async def reset(self, conn: Any) -> None: ...
+
+
+class ProjectionRunner:
+    """Runs a Projection exactly once per event: read model and checkpoint commit together."""
+
+    def __init__(self, store: Any, projection: Projection, *, batch_size: int = 500) -> None:
+        self._store = store
+        self._projection = projection
+        self.subscription = Subscription(
+            store,
+            f"projection:{projection.name}",
+            self._apply,
+            category=projection.category,
+            batch_size=batch_size,
+            save_checkpoints=False,
+        )
+
+    async def _apply(self, events: Sequence[RecordedEvent]) -> None:
+        async with self._store.pool.acquire() as conn, conn.transaction():
+            await self._projection.apply(conn, events)
+            await self._store.save_checkpoint(self.subscription.name, events[-1].cursor, conn)
+
+    async def catch_up(self) -> int:
+        return await self.subscription.catch_up()
+
+    async def run(self) -> None:
+        await self.subscription.run()
+
+    def stop(self) -> None:
+        self.subscription.stop()
+
+    async def rebuild(self) -> int:
+        """Empty the read model and replay the whole log into it."""
+        async with self._store.pool.acquire() as conn, conn.transaction():
+            await self._projection.reset(conn)
+            await conn.execute("DELETE FROM checkpoints WHERE name = $1", self.subscription.name)
+        return await self.catch_up()

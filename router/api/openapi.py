@@ -1,0 +1,74 @@
+"""The OpenAPI document, assembled from the schemas that also validate requests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+Contributor = Callable[[dict[str, Any]], None]
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "field": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+
+
+def error_responses(*statuses: int) -> dict[str, Any]:
+    ref = {"$ref": "#/components/schemas/Error"}
+    return {str(s): {"description": "error", "content": {"application/json": {"schema": ref}}} for s in statuses}
+
+
+def build_document(contributors: list[Contributor]) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Contact router",
+            "version": "1",
+            "description": "Omnichannel, event-sourced contact router for bank customer service.",
+        },
+        "paths": {},
+        "components": {
+            "schemas": {"Error": ERROR_SCHEMA},
+            "securitySchemes": {
+                "admin": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }
+    for contribute in contributors:
+        contribute(doc)
+    return doc
+
+
+def health_paths(doc: dict[str, Any]) -> None:
+    doc["paths"]["/v1/health"] = {
+        "get": {
+            "summary": "Liveness and database reachability",
+            "responses": {
+                "200": {"description": "healthy", "content": {"application/json": {"schema": {"type": "object"}}}},
+                **error_responses(503),
+            },
+        }
+    }
+    doc["paths"]["/v1/openapi.json"] = {
+        "get": {"summary": "This document", "responses": {"200": {"description": "the OpenAPI document"}}}
+    }
+
+
+OPENAPI_KEY = web.AppKey("openapi", dict)
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI_KEY])

@@ -1,0 +1,51 @@
+"""`contact-router` (also `python -m router`): serve, migrate, bench, check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from .config import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="contact-router", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP and websocket server")
+    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port to listen on (default 8080)")
+    serve.add_argument("--demo", action="store_true", help="load demo agents on first start")
+    migrate = sub.add_parser("migrate", help="apply database migrations (DATABASE_URL)")
+    migrate.add_argument("--revision", default="head")
+    bench = sub.add_parser("bench", help="run a benchmark and print its figures")
+    bench.add_argument("suite", choices=["eventstore", "all"], help="which benchmark")
+    bench.add_argument("--json", action="store_true", help="end with one line of JSON")
+    bench.add_argument("--seconds", type=float, default=5.0, help="length of each measurement")
+    bench.add_argument("--runs", type=int, default=3, help="repeat and report medians")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings.from_env(host=getattr(args, "host", None), port=getattr(args, "port", None))
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        from .serve import serve
+
+        return serve(settings, demo=args.demo)
+    if args.command == "migrate":
+        from .serve import migrate_only
+
+        return migrate_only(settings, args.revision)
+    if args.command == "bench":
+        from .bench import run_bench
+
+        return asyncio.run(run_bench(settings, args.suite, as_json=args.json, seconds=args.seconds, runs=args.runs))
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

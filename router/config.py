@@ -1,0 +1,78 @@
+"""Settings, read once from the environment by the composition root (never at import)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GATEWAYS = ("phone", "webchat", "video", "app")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str | None = None
+    var_dir: Path = Path("var")
+    admin_token: str | None = None
+    gateway_secrets_file: Path | None = None
+    domain: str = "default"
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {
+            "database_url": env.get("DATABASE_URL") or None,
+            "var_dir": Path(env.get("ROUTER_VAR_DIR", "var")),
+            "admin_token": env.get("ROUTER_ADMIN_TOKEN") or None,
+            "gateway_secrets_file": Path(env["ROUTER_GATEWAY_SECRETS"]) if env.get("ROUTER_GATEWAY_SECRETS") else None,
+            "log_level": env.get("ROUTER_LOG_LEVEL", "INFO"),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    admin_token: str
+    gateway_secrets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def load_credentials(settings: Settings) -> Credentials:
+    """The admin token and the gateways' secrets, created in var/ on first start."""
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    token = settings.admin_token or _read_or_create(settings.var_dir / "admin-token", lambda: secrets.token_urlsafe(32))
+    secrets_file = settings.gateway_secrets_file or settings.var_dir / "gateway-secrets.json"
+    if not secrets_file.exists():
+        _write_private(secrets_file, json.dumps({g: secrets.token_hex(32) for g in GATEWAYS}, indent=2) + "\n")
+    return Credentials(token, parse_gateway_secrets(json.loads(secrets_file.read_text())))
+
+
+def parse_gateway_secrets(raw: object) -> dict[str, tuple[str, ...]]:
+    """{"phone": "s1"} or {"phone": ["new", "old"]} (two valid during a rotation)."""
+    if not isinstance(raw, dict):
+        raise ValueError("gateway secrets must be a JSON object of gateway -> secret")
+    out: dict[str, tuple[str, ...]] = {}
+    for gateway, value in raw.items():
+        values = (value,) if isinstance(value, str) else tuple(value)
+        if gateway not in GATEWAYS or not values or not all(isinstance(v, str) and len(v) >= 16 for v in values):
+            raise ValueError(f"gateway secrets: {gateway!r} needs one or more secrets of 16+ characters")
+        out[gateway] = values
+    return out
+
+
+def _read_or_create(path: Path, make: object) -> str:
+    if not path.exists():
+        _write_private(path, make() + "\n")  # type: ignore[operator]
+    return path.read_text().strip()
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)

@@ -1,0 +1,63 @@
+"""Start-up and shutdown: database (embedded or DATABASE_URL), migrations, server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+from aiohttp import web
+
+from .app import AppConfig, build_app
+from .config import Settings, load_credentials
+from .embedded import EmbeddedPostgres
+from .migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """DATABASE_URL when set; else an embedded PostgreSQL in var/pgdata, stopped on exit."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    embedded = EmbeddedPostgres((settings.var_dir / "pgdata").resolve())
+    dsn = embedded.start()
+    try:
+        yield dsn
+    finally:
+        embedded.stop()
+
+
+def migrate_only(settings: Settings, revision: str) -> int:
+    with database(settings) as dsn:
+        upgrade(dsn, revision)
+    print("migrations applied")
+    return 0
+
+
+def serve(settings: Settings, *, demo: bool) -> int:
+    credentials = load_credentials(settings)
+    with database(settings) as dsn:
+        upgrade(dsn)
+        app = build_app(AppConfig(settings, credentials, dsn))
+        print(f"contact router on http://{settings.host}:{settings.port}  (admin token in {settings.var_dir}/admin-token)")
+        asyncio.run(_run(app, settings))
+    return 0
+
+
+async def _run(app: web.Application, settings: Settings) -> None:
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await runner.cleanup()
