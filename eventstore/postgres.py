@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import uuid
 import zlib
 from collections.abc import Sequence
@@ -128,6 +129,9 @@ class StoreSettings:
     max_batch_events: int = 2000
     max_inflight_batches: int = 2
     linger_s: float = 0.001
+    # Fault injection for tests: sleep up to this long before each commit, so that
+    # transactions overlap and commit out of position order. Zero in production.
+    test_commit_jitter_s: float = 0.0
 
 
 class PostgresEventStore:
@@ -190,6 +194,8 @@ class PostgresEventStore:
             if plan.rows:
                 inserted = await conn.fetch(_INSERT, *plan.columns())
                 plan.positions.update({r["event_id"]: r["position"] for r in inserted})
+            if self._settings.test_commit_jitter_s:
+                await asyncio.sleep(random.uniform(0, self._settings.test_commit_jitter_s))
             return plan.outcomes()
 
     async def read_stream(
