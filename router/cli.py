@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -41,9 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return migrate_only(settings, args.revision)
     if args.command == "bench":
-        from .bench import run_bench
+        from .bench.runner import run_bench
 
-        return asyncio.run(run_bench(settings, args.suite, as_json=args.json, seconds=args.seconds, runs=args.runs))
+        return run_bench(args.suite, as_json=args.json, seconds=args.seconds, runs=args.runs)
     return 2
 
 

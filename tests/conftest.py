@@ -7,13 +7,13 @@ import pytest
 
 from eventstore.postgres import PostgresEventStore, StoreSettings
 from router.migrate import upgrade
-from tests.dbsetup import test_database
+from router.devdb import scratch_database
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A migrated database for this test run."""
-    with test_database() as dsn:
+    with scratch_database() as dsn:
         upgrade(dsn)
         yield dsn
 

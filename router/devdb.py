@@ -1,4 +1,4 @@
-"""Find a PostgreSQL for the tests, in the order the README gives.
+"""Find a PostgreSQL for tests and benchmarks, in the order the README gives.
 
 1. TEST_DATABASE_URL, used as it is;
 2. the server on 127.0.0.1:5432 (users postgres or root, trust auth): a throwaway
@@ -61,8 +61,8 @@ def throwaway_database(admin_dsn: str) -> Iterator[str]:
 
 
 @contextmanager
-def test_database() -> Iterator[str]:
-    explicit = os.environ.get("TEST_DATABASE_URL")
+def scratch_database(env_var: str = "TEST_DATABASE_URL") -> Iterator[str]:
+    explicit = os.environ.get(env_var)
     if explicit:
         yield explicit
         return

@@ -1,0 +1,67 @@
+"""`contact-router serve` as a user runs it: embedded PostgreSQL, signals, kill -9 recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+import psutil
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def start(var_dir: Path, port: int) -> asyncio.subprocess.Process:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "ROUTER_ADMIN_TOKEN")}
+    env["ROUTER_VAR_DIR"] = str(var_dir)
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "router", "serve", "--port", str(port), env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def wait_healthy(port: int, proc: asyncio.subprocess.Process, timeout_s: float = 60) -> dict[str, str]:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(int(timeout_s * 10)):
+            assert proc.returncode is None, "the server exited during start-up"
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/v1/health") as resp:
+                    if resp.status == 200:
+                        return dict(await resp.json())
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("the server never became healthy")
+
+
+def postmaster_running(pgdata: Path) -> bool:
+    pid_file = pgdata / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    return psutil.pid_exists(int(pid_file.read_text().split()[0]))
+
+
+@pytest.mark.slow
+async def test_embedded_serve_survives_kill_9_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    first = await start(tmp_path, port)
+    assert (await wait_healthy(port, first))["status"] == "ok"
+    assert (tmp_path / "admin-token").exists() and (tmp_path / "gateway-secrets.json").exists()
+    first.send_signal(signal.SIGKILL)
+    await first.wait()
+    assert postmaster_running(tmp_path / "pgdata")  # left running by the killed server
+
+    second = await start(tmp_path, port)
+    await wait_healthy(port, second)
+    second.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(second.wait(), 30) == 0
+    assert not postmaster_running(tmp_path / "pgdata"), "SIGTERM must stop the embedded PostgreSQL too"

@@ -1,0 +1,62 @@
+"""Group commit: merging, bounds and error isolation, with a fake flush (no database)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from eventstore.batcher import GroupCommitter, Pending
+
+
+async def test_concurrent_submits_are_merged_and_bounded() -> None:
+    batches: list[list[int]] = []
+
+    async def flush(batch: Sequence[Pending[int, int]]) -> None:
+        batches.append([p.item for p in batch])
+        await asyncio.sleep(0.01)
+        for p in batch:
+            p.future.set_result(p.item * 10)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(flush, max_batch_events=5, max_inflight=1, linger_s=0.001)
+    results = await asyncio.gather(*(committer.submit(i, 1) for i in range(12)))
+    await committer.close()
+    assert results == [i * 10 for i in range(12)]
+    assert max(len(b) for b in batches) == 5
+    assert sorted(i for b in batches for i in b) == list(range(12))
+
+
+async def test_a_lone_append_does_not_linger() -> None:
+    async def flush(batch: Sequence[Pending[int, int]]) -> None:
+        for p in batch:
+            p.future.set_result(p.item)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(flush, linger_s=30)
+    # Nothing is in flight, so the dispatcher must not wait the 30 s linger.
+    assert await asyncio.wait_for(committer.submit(7, 1), 5) == 7
+    await committer.close()
+
+
+async def test_a_failed_flush_fails_only_its_own_batch() -> None:
+    async def flush(batch: Sequence[Pending[int, int]]) -> None:
+        if any(p.item == 3 for p in batch):
+            raise RuntimeError("boom")
+        for p in batch:
+            p.future.set_result(p.item)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(flush, max_batch_events=1, max_inflight=2)
+    outcomes = await asyncio.gather(*(committer.submit(i, 1) for i in range(6)), return_exceptions=True)
+    await committer.close()
+    assert [isinstance(o, RuntimeError) for o in outcomes] == [False, False, False, True, False, False]
+
+
+async def test_submit_after_close_is_refused() -> None:
+    async def flush(batch: Sequence[Pending[int, int]]) -> None:
+        for p in batch:
+            p.future.set_result(0)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(flush)
+    await committer.close()
+    with pytest.raises(Exception, match="closed"):
+        await committer.submit(1, 1)
