@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -42,8 +42,10 @@ class GroupCommitter(Generic[T, R]):
         max_batch_events: int = 2000,
         max_inflight: int = 2,
         linger_s: float = 0.001,
+        key: Callable[[T], Hashable] | None = None,
     ) -> None:
         self._flush = flush
+        self._key = key
         self._max_batch_events = max_batch_events
         self._linger_s = linger_s
         self._queue: deque[Pending[T, R]] = deque()
@@ -82,12 +84,25 @@ class GroupCommitter(Generic[T, R]):
         return sum(p.size for p in self._queue)
 
     def _take_batch(self) -> list[Pending[T, R]]:
+        """Take queued items in order, up to the size bound; an item whose key is already in
+        the batch waits (in order) for a later batch, and the scan for others is bounded."""
         batch: list[Pending[T, R]] = []
+        keys: set[Hashable] = set()
+        waiting: list[Pending[T, R]] = []
         total = 0
-        while self._queue and (not batch or total + self._queue[0].size <= self._max_batch_events):
-            pending = self._queue.popleft()
+        while self._queue and len(waiting) < self._max_batch_events:
+            pending = self._queue[0]
+            if batch and total + pending.size > self._max_batch_events:
+                break
+            self._queue.popleft()
+            key = self._key(pending.item) if self._key is not None else None
+            if key is not None and key in keys:
+                waiting.append(pending)
+                continue
+            keys.add(key)
             batch.append(pending)
             total += pending.size
+        self._queue.extendleft(reversed(waiting))
         return batch
 
     async def _run(self, batch: list[Pending[T, R]]) -> None:

@@ -26,6 +26,8 @@ def translate(exc: BaseException) -> EventStoreError | None:
         return exc
     if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError)):
         return StoreUnavailableError(f"the database is unreachable: {exc}")
+    if isinstance(exc, (asyncpg.UndefinedTableError, asyncpg.UndefinedFunctionError)):
+        return StoreUnavailableError(f"the database schema is missing or out of date ({exc}): run `contact-router migrate`")
     if isinstance(exc, asyncpg.PostgresError):
         sqlstate = getattr(exc, "sqlstate", "") or ""
         if sqlstate[:2] in _UNAVAILABLE_CLASSES:

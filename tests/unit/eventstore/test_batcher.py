@@ -60,3 +60,22 @@ async def test_submit_after_close_is_refused() -> None:
     await committer.close()
     with pytest.raises(Exception, match="closed"):
         await committer.submit(1, 1)
+
+
+async def test_items_with_the_same_key_never_share_a_batch_and_keep_their_order() -> None:
+    batches: list[list[str]] = []
+
+    async def flush(batch: Sequence[Pending[str, str]]) -> None:
+        batches.append([p.item for p in batch])
+        for p in batch:
+            p.future.set_result(p.item)
+
+    committer: GroupCommitter[str, str] = GroupCommitter(flush, max_inflight=1, key=lambda item: item[0])
+    items = ["a1", "b1", "a2", "c1", "a3", "b2"]
+    assert await asyncio.gather(*(committer.submit(i, 1) for i in items)) == items
+    await committer.close()
+    for batch in batches:
+        assert len({i[0] for i in batch}) == len(batch)
+    flat = [i for b in batches for i in b]
+    assert [i for i in flat if i[0] == "a"] == ["a1", "a2", "a3"]
+    assert batches[0] == ["a1", "b1", "c1"]
