@@ -108,7 +108,11 @@ class AppBotHandoff(NativeEventBase):
                         "confidence": 0.93,
                         "reason": "sensitive_topic",
                         "transcript": [
-                            {"author": "customer", "text": "我的卡好像被盗刷了", "sent_at": "2025-03-14T20:45:30+08:00"},
+                            {
+                                "author": "customer",
+                                "text": "我的卡好像被盗刷了",
+                                "sent_at": "2025-03-14T20:45:30+08:00",
+                            },
                             {
                                 "author": "bot",
                                 "text": "正在为您转接人工客服，请稍候。",

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any, Final, TypeAlias, get_args
+from typing import Any, Final, TypeAlias, cast, get_args
 
 from pydantic import TypeAdapter, ValidationError
 
 from policies.vocabulary import Channel
 
 from .app import AppBotHandoff, AppConversationClosed, AppConversationOpened, AppEvent, AppMessageCreated
-from .native_base import NativeModel, json_path
+from .native_base import NativeModel, error_message, json_path
 from .phone import PhoneCallEnded, PhoneCallHungUp, PhoneCallStarted, PhoneEvent, PhoneIvrCompleted
 from .video import VideoEnded, VideoEvent, VideoRequested
 from .webchat import (
@@ -90,6 +90,11 @@ def parse_native(channel: Channel, raw: bytes) -> NativeEvent:
     return event
 
 
+def channel_of(event: NativeEvent) -> Channel:
+    """The channel whose gateway sends this kind of event."""
+    return _CHANNEL_OF[type(event)]
+
+
 def event_types(channel: Channel) -> tuple[str, ...]:
     """The event_type values one channel accepts, in documentation order."""
     return tuple(_event_type_of(model) for model in _members(channel))
@@ -145,8 +150,10 @@ def _event_type_of(model: type[NativeModel]) -> str:
 def _examples_of(model: type[NativeModel]) -> list[dict[str, Any]]:
     extra = model.model_config.get("json_schema_extra")
     assert isinstance(extra, dict), f"{model.__name__} has no examples"
-    examples: list[dict[str, Any]] = extra["examples"]
-    return examples
+    return cast("list[dict[str, Any]]", extra["examples"])
+
+
+_CHANNEL_OF: Final[Mapping[type, Channel]] = {model: channel for channel in _UNIONS for model in _members(channel)}
 
 
 # -- pydantic errors -> the project's error -------------------------------------------
@@ -171,18 +178,10 @@ def _native_error(exc: ValidationError) -> NativeEventError:
         return NativeEventError(code, "the body is not valid JSON", None)
     # loc starts with the union member's tag ("call.started", "caller", "number").
     field = json_path(first["loc"][1:])
-    return NativeEventError(code, _field_message(kind, first["msg"]), field)
+    return NativeEventError(code, error_message(kind, first["msg"]), field)
 
 
 def _tag_message(kind: str) -> str:
     if kind == "union_tag_not_found":
         return f"the body must be an object with a string '{DISCRIMINATOR}'"
     return f"unknown '{DISCRIMINATOR}' for this channel"
-
-
-def _field_message(kind: str, pydantic_message: str) -> str:
-    if kind == "extra_forbidden":
-        return "unexpected field"
-    if kind == "missing":
-        return "field required"
-    return pydantic_message

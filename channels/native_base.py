@@ -83,6 +83,15 @@ def json_path(loc: tuple[int | str, ...]) -> str | None:
     return path or None
 
 
+def error_message(kind: str, pydantic_message: str) -> str:
+    """A pydantic error message for an API answer, without pydantic's own prefixes."""
+    if kind == "extra_forbidden":
+        return "unexpected field"
+    if kind == "missing":
+        return "field required"
+    return pydantic_message.removeprefix("Value error, ")
+
+
 def locale_language(locale: str) -> str:
     """The language part of a canonical locale: 'zh-Hans-CN' -> 'zh'."""
     return locale.split("-", 1)[0]

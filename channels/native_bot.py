@@ -15,9 +15,7 @@ from policies.vocabulary import Intent
 
 from .native_base import Confidence, NativeModel, OccurredAt
 
-BotIntent = Literal[
-    "lost_card", "fraud", "credit_card", "loan", "wealth", "complaint", "agent_request", "unknown"
-]
+BotIntent = Literal["lost_card", "fraud", "credit_card", "loan", "wealth", "complaint", "agent_request", "unknown"]
 BotId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 MAX_TRANSCRIPT_LINES: Final = 50
 MAX_TRANSCRIPT_LINE_CHARS: Final = 1000

@@ -14,9 +14,9 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, StringConstraints
 
 from .native_base import (
+    E164,
     CustomerId,
     DialledNumber,
-    E164,
     LanguageCode,
     NativeEventBase,
     NativeModel,

@@ -26,7 +26,13 @@ SIGN_LANGUAGE_NAMES: Final[dict[str, str]] = {
 }
 # The written language that goes with each sign language (for chat side-channels).
 SIGN_LANGUAGE_WRITTEN: Final[dict[str, str]] = {
-    "csl": "zh", "hks": "zh", "tss": "zh", "ase": "en", "bfi": "en", "jsl": "ja", "kvk": "ko",
+    "csl": "zh",
+    "hks": "zh",
+    "tss": "zh",
+    "ase": "en",
+    "bfi": "en",
+    "jsl": "ja",
+    "kvk": "ko",
 }
 _ROOM = "vr-room-4471"
 

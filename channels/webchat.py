@@ -121,7 +121,11 @@ class WebchatBotHandoff(NativeEventBase):
                                 "text": "I can help with that. Which card is it about?",
                                 "sent_at": "2025-03-14T10:02:32Z",
                             },
-                            {"author": "customer", "text": "Let me talk to a person", "sent_at": "2025-03-14T10:03:08Z"},
+                            {
+                                "author": "customer",
+                                "text": "Let me talk to a person",
+                                "sent_at": "2025-03-14T10:03:08Z",
+                            },
                         ],
                     },
                 }

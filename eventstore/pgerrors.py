@@ -10,10 +10,10 @@ import asyncpg
 
 from .errors import EventStoreError, StoreUnavailableError
 
-# SQLSTATE classes that mean "the database is not there right now": connection
-# exceptions (08), insufficient resources (53), operator intervention (57, e.g. a
-# shutdown or a terminated backend).
-_UNAVAILABLE_CLASSES = ("08", "53", "57")
+# SQLSTATE classes that mean "the database is not there for us right now": connection
+# exceptions (08), login refused (28), insufficient resources (53), operator
+# intervention (57, e.g. a shutdown or a terminated backend).
+_UNAVAILABLE_CLASSES = ("08", "28", "53", "57")
 
 
 def is_unique_violation(exc: BaseException) -> bool:
@@ -24,7 +24,10 @@ def translate(exc: BaseException) -> EventStoreError | None:
     """The store error for a driver error, or None when it is a bug to let surface."""
     if isinstance(exc, EventStoreError):
         return exc
-    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError)):
+    # InternalClientError: asyncpg's protocol state after the server dropped the connection
+    # mid-operation (seen when a backend is terminated); the pool replaces the connection.
+    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+                        asyncpg.PostgresConnectionError)):
         return StoreUnavailableError(f"the database is unreachable: {exc}")
     if isinstance(exc, (asyncpg.UndefinedTableError, asyncpg.UndefinedFunctionError)):
         return StoreUnavailableError(f"the database schema is missing or out of date ({exc}): run `contact-router migrate`")

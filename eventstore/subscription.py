@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from .errors import StoreUnavailableError
 from .model import LogCursor, RecordedEvent
 from .port import EventStore
 
@@ -44,6 +45,7 @@ class Subscription:
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
         self._save_checkpoints = save_checkpoints
+        self._retry_s = 1.0
         self.cursor = LogCursor()
         self._stopping = asyncio.Event()
 
@@ -55,16 +57,35 @@ class Subscription:
             delivered += count
         return delivered
 
+    async def catch_up_from_start(self) -> int:
+        """For in-memory read models: deliver the whole log, ignoring any saved checkpoint."""
+        await self.store.wait_for_append(0)  # listen before reading, so nothing slips between
+        self.cursor = LogCursor()
+        delivered = 0
+        while (count := await self._step()) > 0:
+            delivered += count
+        return delivered
+
     async def run(self) -> None:
-        """Catch up, then follow the log until stop() is called."""
-        await self.store.wait_for_append(0)  # start listening before the first read
+        """Catch up from the saved checkpoint, then follow the log until stop() is called."""
         self.cursor = await self.store.load_checkpoint(self.name)
+        await self.run_from_cursor()
+
+    async def run_from_cursor(self) -> None:
+        """Follow the log from where this subscription is now, until stop() is called."""
+        await self.store.wait_for_append(0)  # start listening before the first read
         backoff_s = 0.001
         while not self._stopping.is_set():
-            count = await self._step()
+            try:
+                count = await self._step()
+            except StoreUnavailableError as exc:
+                # The database went away: keep the cursor (nothing was lost) and retry.
+                log.warning("subscription %s: %s; retrying in %.1f s", self.name, exc.message, self._retry_s)
+                await self._sleep(self._retry_s)
+                continue
             if count == self._batch_size:
                 continue
-            if count == 0 and await _blocked(self.store):
+            if count == 0 and await self._blocked():
                 # An older transaction is still running; the rows behind it are committed
                 # and will be readable the moment it ends, which sends no notification
                 # if it was not an append. Re-read soon.
@@ -101,13 +122,17 @@ class Subscription:
         except TimeoutError:
             pass
 
+    async def _blocked(self) -> bool:
+        probe = getattr(self.store, "blocked_by_horizon", None)
+        try:
+            return bool(await probe()) if probe is not None else False
+        except StoreUnavailableError:
+            return False
+
     def stop(self) -> None:
         self._stopping.set()
 
 
-async def _blocked(store: EventStore) -> bool:
-    probe = getattr(store, "blocked_by_horizon", None)
-    return bool(await probe()) if probe is not None else False
 
 
 class Projection(Protocol):

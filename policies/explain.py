@@ -8,6 +8,7 @@ tests check that both always agree.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from policies.hours import DAY_NAMES, format_minute, format_ranges
 from policies.matching import MAIN_CALENDAR, Moment
@@ -103,26 +104,53 @@ def _days(s: MatchSpec, c: ContactFacts, home: str, m: Moment | None) -> str | N
     return f"today is {DAY_NAMES[m.weekday] if m else 'unknown'}, not {', '.join(s.days or ())}"
 
 
-CHECKS: tuple[Check, ...] = (
-    _channel, _segment, _intent, _language, _speaks_home, _needs, _tags,
-    _repeat, _dedicated, _line, _business_hours, _time_of_day, _days,
+CHECKS: tuple[tuple[Check, tuple[str, ...]], ...] = (
+    (_channel, ("channel",)), (_segment, ("segment",)), (_intent, ("intent",)), (_language, ("language",)),
+    (_speaks_home, ("speaks_home_language",)), (_needs, ("needs",)), (_tags, ("tags",)),
+    (_repeat, ("repeat_count_min", "repeat_count_max")), (_dedicated, ("has_dedicated_agent",)),
+    (_line, ("dialled_line",)), (_business_hours, ("business_hours",)), (_time_of_day, ("time_of_day",)),
+    (_days, ("days",)),
 )
 
 
-def why_not(spec: MatchSpec, contact: ContactFacts, home: str, moment: Moment | None) -> str | None:
+def checks_for(spec: MatchSpec) -> tuple[Check, ...]:
+    """Only the checks for conditions `spec` sets, in a fixed order."""
+    return tuple(check for check, fields in CHECKS if any(getattr(spec, f) is not None for f in fields))
+
+
+def why_not(spec: MatchSpec, contact: ContactFacts, home: str, moment: Moment | None,
+            checks: tuple[Check, ...] | None = None) -> str | None:
     """The first condition of `spec` this contact fails, or None when it matches."""
-    for check in CHECKS:
+    for check in checks_for(spec) if checks is None else checks:
         reason = check(spec, contact, home, moment)
         if reason is not None:
             return reason
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class RuleChecker:
+    """One rule's checks, picked once, so explaining many rules stays cheap."""
+
+    rule: RuleSpec
+    match_checks: tuple[Check, ...]
+    unless_checks: tuple[Check, ...]
+
+    @classmethod
+    def of(cls, rule: RuleSpec) -> RuleChecker:
+        return cls(rule, checks_for(rule.match), checks_for(rule.unless) if rule.unless else ())
+
+    def why_not(self, contact: ContactFacts, home: str, moment: Moment | None) -> str | None:
+        rule = self.rule
+        reason = why_not(rule.match, contact, home, moment, self.match_checks)
+        if reason is None and rule.unless is not None and why_not(
+                rule.unless, contact, home, moment, self.unless_checks) is None:
+            return f"its 'unless' applies ({describe(rule.unless)})"
+        return reason
+
+
 def rule_why_not(rule: RuleSpec, contact: ContactFacts, home: str, moment: Moment | None) -> str | None:
-    reason = why_not(rule.match, contact, home, moment)
-    if reason is None and rule.unless is not None and why_not(rule.unless, contact, home, moment) is None:
-        return f"its 'unless' applies ({describe(rule.unless)})"
-    return reason
+    return RuleChecker.of(rule).why_not(contact, home, moment)
 
 
 def describe(spec: MatchSpec) -> str:

@@ -154,14 +154,22 @@ def next_callback_slot(
     windows: Sequence[CallbackWindow],
 ) -> float | None:
     """The earliest instant >= from_s inside a customer window and (if given) the bank's open hours."""
-    start = local_time(from_s, zone)
+    slot = callback_slot_from_minute(from_s - from_s % 60, zone, calendar, windows)
+    return None if slot is None else max(slot, from_s)
+
+
+def callback_slot_from_minute(
+    minute_s: float, zone: ZoneInfo, calendar: Calendar | None, windows: Sequence[CallbackWindow]
+) -> float | None:
+    """Like `next_callback_slot` for a whole-minute instant: the same for every second of it."""
+    start = local_time(minute_s, zone)
     for offset in range(CALLBACK_SEARCH_DAYS + 1):
         day = start.date() + timedelta(days=offset)
         earliest = minute_of_day(start) if offset == 0 else 0
         minute = _first_free_minute(day, earliest, calendar, windows)
         if minute is not None:
             slot = datetime(day.year, day.month, day.day, tzinfo=zone) + timedelta(minutes=minute)
-            return max(slot.timestamp(), from_s) if offset == 0 else slot.timestamp()
+            return max(slot.timestamp(), minute_s)
     return None
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from policies.hours import MINUTES_PER_DAY
+from policies.hours import MINUTES_PER_DAY, TimeRange
 from policies.schema import MatchSpec
 from policies.vocabulary import Channel, ContactFacts, Intent, Segment
 
@@ -101,9 +101,8 @@ class MatchIndex:
         free = self._allowing(lambda s: s.time_of_day is None)
         masks = [free] * MINUTES_PER_DAY
         for i, ranges in timed:
-            for minute in range(MINUTES_PER_DAY):
-                if any(r.contains(minute) for r in ranges):
-                    masks[minute] |= 1 << i
+            for minute in {m for r in ranges for m in minutes_of(r)}:
+                masks[minute] |= 1 << i
         return masks
 
     def _weekday_masks(self) -> list[int] | None:
@@ -136,6 +135,13 @@ class MatchIndex:
         if self.weekdays is not None:
             m &= self.weekdays[moment.weekday]
         return m
+
+
+def minutes_of(r: TimeRange) -> range | list[int]:
+    """Every minute of the day inside `r` (which may wrap past midnight)."""
+    if r.start_min < r.end_min:
+        return range(r.start_min, min(r.end_min, MINUTES_PER_DAY))
+    return [*range(r.start_min, MINUTES_PER_DAY), *range(0, r.end_min)]
 
 
 def _any_of_mask(listing: dict[V, int], free: int, values: Iterable[V]) -> int:

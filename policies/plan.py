@@ -22,11 +22,12 @@ class RequirementKind(StrEnum):
     SKILL = "skill"
     LANGUAGE = "language"
     CHANNEL = "channel"
+    AGENT = "agent"  # one named agent (the customer's dedicated or last agent)
 
 
 @dataclass(frozen=True, slots=True)
 class Requirement:
-    """What an agent must have: a skill at `min_level` (1-5), a language, or a channel.
+    """What an agent must have: a skill at `min_level` (1-5), a language, a channel, or be a named agent.
 
     A `hard` requirement is never relaxed by any escalation step.
     """
@@ -39,6 +40,8 @@ class Requirement:
     def describe(self) -> str:
         if self.kind is RequirementKind.SKILL:
             return f"skill {self.name}>={self.min_level}"
+        if self.kind is RequirementKind.AGENT:
+            return f"agent {self.name}"
         return f"{self.kind.value} {self.name}"
 
     def to_json(self) -> dict[str, ParamValue]:
@@ -152,6 +155,21 @@ class RoutingPlan:
     @property
     def follow_up_due_s(self) -> float | None:
         return next((d.due_s for d in self.deadlines if d.name == "follow_up"), None)
+
+    def to_json(self) -> dict[str, object]:
+        """JSON-ready, e.g. for the event that records the decision (reasons included)."""
+        return {
+            "policy_version": self.policy_version, "rule_id": self.rule_id, "rule_index": self.rule_index,
+            "queue_id": self.queue_id, "requirements": [r.to_json() for r in self.requirements],
+            "priority": self.priority, "priority_growth_per_min": self.priority_growth_per_min,
+            "offer_timeout_s": self.offer_timeout_s, "strategy": self.strategy.value,
+            "answer_within_s": self.answer_within_s, "target_pct": self.target_pct,
+            "max_wait_s": self.max_wait_s, "wrapup_s": self.wrapup_s,
+            "escalations": [s.to_json() for s in self.escalations],
+            "deadlines": {d.name: d.due_s for d in self.deadlines},
+            "after_hours": self.after_hours, "callback_at_s": self.callback_at_s, "arrived_s": self.arrived_s,
+            "reasons": list(self.reasons),
+        }
 
 
 def due_steps(plan: RoutingPlan, waited_s: float) -> tuple[EscalationStep, ...]:

@@ -13,17 +13,31 @@ from datetime import date
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PlainSerializer, field_validator, model_validator
 
-from policies import hours
-from policies.hours import TimeRange
+from policies.decisions import (
+    ACTIONS,
+    CONTACT,
+    KINDS,
+    UNLESS_HOME,
+    CallbackSpec,
+    DeadlineSpec,
+    EscalateSpec,
+    Ident,
+    Model,
+    RelaxSpec,
+    RequirementSpec,
+    StepSpec,
+)
+from policies.hours import Calendar, TimeRange, build_week, format_ranges, parse_days, parse_ranges
 from policies.vocabulary import HOME_LANGUAGE, Channel, Intent, Need, Segment, Strategy
 
-CONTACT = "contact"  # "the contact's own language / channel"
-UNLESS_HOME = "unless_speaks_home_language"
+__all__ = [
+    "ACTIONS", "CONTACT", "KINDS", "UNLESS_HOME", "CalendarSpec", "CallbackSpec", "DeadlineSpec", "DefaultsSpec",
+    "EscalateSpec", "MatchSpec", "PolicyDocument", "QueueSpec", "RelaxSpec", "RequirementSpec", "RuleSpec",
+    "SlaSpec", "StepSpec",
+]
 DEFAULT_TIMEZONE = "Asia/Shanghai"
-
-Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$", max_length=64)]
 
 
 def _one_or_many(value: object) -> object:
@@ -31,24 +45,19 @@ def _one_or_many(value: object) -> object:
 
 
 def _hours_value(value: object) -> tuple[TimeRange, ...]:
-    return hours.parse_ranges(value)
+    return parse_ranges(value)
 
 
 Hours = Annotated[
     tuple[TimeRange, ...],
     BeforeValidator(_hours_value),
-    PlainSerializer(hours.format_ranges, return_type=str),
+    PlainSerializer(format_ranges, return_type=str),
 ]
 Channels = Annotated[tuple[Channel, ...], BeforeValidator(_one_or_many), Field(min_length=1)]
 Segments = Annotated[tuple[Segment, ...], BeforeValidator(_one_or_many), Field(min_length=1)]
 Intents = Annotated[tuple[Intent, ...], BeforeValidator(_one_or_many), Field(min_length=1)]
 Needs = Annotated[tuple[Need, ...], BeforeValidator(_one_or_many), Field(min_length=1)]
 Words = Annotated[tuple[str, ...], BeforeValidator(_one_or_many), Field(min_length=1)]
-Level = Annotated[int, Field(ge=1, le=5)]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class CalendarSpec(Model):
@@ -62,7 +71,7 @@ class CalendarSpec(Model):
     @classmethod
     def _days_are_known(cls, value: dict[str, tuple[TimeRange, ...]]) -> dict[str, tuple[TimeRange, ...]]:
         for key, ranges in value.items():
-            hours.parse_days(key)
+            parse_days(key)
             _no_wrap(ranges)
         return value
 
@@ -73,8 +82,8 @@ class CalendarSpec(Model):
             _no_wrap(ranges)
         return value
 
-    def compile(self) -> hours.Calendar:
-        return hours.Calendar(hours.build_week(self.hours), frozenset(self.holidays), dict(self.special_days))
+    def compile(self) -> Calendar:
+        return Calendar(build_week(self.hours), frozenset(self.holidays), dict(self.special_days))
 
 
 def _no_wrap(ranges: tuple[TimeRange, ...]) -> None:
@@ -88,109 +97,6 @@ class SlaSpec(Model):
     target_pct: float = Field(gt=0, le=100)
 
 
-class RequirementSpec(Model):
-    """Exactly one of `skill` (with `min`), `language` or `channel`; 'contact' means the contact's own."""
-
-    skill: Ident | None = None
-    min_level: Level = Field(1, alias="min")
-    language: str | None = Field(None, min_length=2, max_length=16)
-    channel: Channel | Literal["contact"] | None = None
-    hard: bool | Literal["unless_speaks_home_language"] = False
-
-    @model_validator(mode="after")
-    def _exactly_one_kind(self) -> RequirementSpec:
-        kinds = [k for k in ("skill", "language", "channel") if getattr(self, k) is not None]
-        if len(kinds) != 1:
-            raise ValueError("a requirement names exactly one of skill, language or channel")
-        if "min_level" in self.model_fields_set and self.skill is None:
-            raise ValueError("'min' only applies to a skill")
-        if self.hard == UNLESS_HOME and self.language is None:
-            raise ValueError("'unless_speaks_home_language' only applies to a language")
-        return self
-
-    @property
-    def kind(self) -> str:
-        return "skill" if self.skill else "language" if self.language else "channel"
-
-    @property
-    def target(self) -> str:
-        return str(self.skill or self.language or self.channel)
-
-
-class RelaxSpec(Model):
-    """Drop a requirement, or lower a skill's minimum to `to`."""
-
-    skill: Ident | None = None
-    language: str | None = None
-    channel: Channel | Literal["contact"] | None = None
-    to: Level | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one_kind(self) -> RelaxSpec:
-        if sum(v is not None for v in (self.skill, self.language, self.channel)) != 1:
-            raise ValueError("relax names exactly one of skill, language or channel")
-        if self.to is not None and self.skill is None:
-            raise ValueError("'to' only applies to a skill")
-        return self
-
-    @property
-    def kind(self) -> str:
-        return "skill" if self.skill else "language" if self.language else "channel"
-
-    @property
-    def target(self) -> str:
-        return str(self.skill or self.language or self.channel)
-
-
-class EscalateSpec(Model):
-    to: Literal["supervisor", "expert_team"]
-    queue: Ident | None = None
-
-
-def _escalate_shorthand(value: object) -> object:
-    return {"to": value} if isinstance(value, str) else value
-
-
-class CallbackSpec(Model):
-    within_business_hours: bool = True
-
-
-def _callback_shorthand(value: object) -> object:
-    return {} if value is True else value
-
-
-ACTIONS = ("relax", "raise_priority", "overflow", "offer_callback", "page_supervisor", "escalate")
-
-
-class StepSpec(Model):
-    """One escalation step: after `after_s` seconds of waiting, exactly one action."""
-
-    after_s: float = Field(ge=0)
-    relax: RelaxSpec | None = None
-    raise_priority: float | None = None
-    overflow: Ident | None = None
-    offer_callback: Annotated[CallbackSpec | None, BeforeValidator(_callback_shorthand)] = None
-    page_supervisor: Literal[True] | None = None
-    escalate: Annotated[EscalateSpec | None, BeforeValidator(_escalate_shorthand)] = None
-    note: str = ""
-
-    @model_validator(mode="after")
-    def _exactly_one_action(self) -> StepSpec:
-        chosen = [a for a in ACTIONS if getattr(self, a) is not None]
-        if len(chosen) != 1:
-            raise ValueError(f"a step takes exactly one action of {', '.join(ACTIONS)}")
-        return self
-
-    @property
-    def action(self) -> str:
-        return next(a for a in ACTIONS if getattr(self, a) is not None)
-
-
-class DeadlineSpec(Model):
-    name: Ident
-    within_h: float = Field(gt=0)
-
-
 class MatchSpec(Model):
     """Every condition given must hold; a list means 'any of these'. Empty = every contact."""
 
@@ -201,8 +107,8 @@ class MatchSpec(Model):
     speaks_home_language: bool | None = None
     needs: Needs | None = None
     tags: Words | None = None
-    repeat_count_min: int | None = Field(None, ge=0)
-    repeat_count_max: int | None = Field(None, ge=0)
+    repeat_count_min: int | None = Field(default=None, ge=0)
+    repeat_count_max: int | None = Field(default=None, ge=0)
     has_dedicated_agent: bool | None = None
     dialled_line: Words | None = None
     business_hours: Literal["open", "closed"] | None = None
@@ -214,7 +120,7 @@ class MatchSpec(Model):
     @classmethod
     def _days_are_known(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         for key in value or ():
-            hours.parse_days(key)
+            parse_days(key)
         return value
 
     @model_validator(mode="after")
@@ -233,19 +139,19 @@ class MatchSpec(Model):
         return not self.conditions()
 
     def weekdays(self) -> frozenset[int] | None:
-        return None if self.days is None else frozenset(d for key in self.days for d in hours.parse_days(key))
+        return None if self.days is None else frozenset(d for key in self.days for d in parse_days(key))
 
 
 class RuleSpec(Model):
     id: Ident
     description: str = ""
-    match: MatchSpec = Field(default_factory=MatchSpec)
+    match: MatchSpec = MatchSpec()
     unless: MatchSpec | None = None
     queue: Ident
     require: tuple[RequirementSpec, ...] = ()
     priority: float = 0
-    priority_growth_per_min: float | None = Field(None, ge=0)
-    offer_timeout_s: float | None = Field(None, gt=0)
+    priority_growth_per_min: float | None = Field(default=None, ge=0)
+    offer_timeout_s: float | None = Field(default=None, gt=0)
     strategy: Strategy | None = None
     escalate: tuple[StepSpec, ...] = ()
     deadlines: tuple[DeadlineSpec, ...] = ()
@@ -259,16 +165,18 @@ class QueueSpec(Model):
     id: Ident
     name: str = ""
     sla: SlaSpec
-    max_wait_s: float | None = Field(None, gt=0)
+    max_wait_s: float | None = Field(default=None, gt=0)
     overflow_to: Ident | None = None
-    wrapup_s: float = Field(0, ge=0)
+    wrapup_s: float = Field(default=0, ge=0)
     require: tuple[RequirementSpec, ...] = ()
 
 
 class DefaultsSpec(Model):
-    offer_timeout_s: float = Field(20, gt=0)
+    offer_timeout_s: float = Field(default=20, gt=0)
     strategy: Strategy = Strategy.LONGEST_IDLE
-    priority_growth_per_min: float = Field(1, ge=0)
+    priority_growth_per_min: float = Field(default=1, ge=0)
+    require: tuple[RequirementSpec, ...] = ()  # applies to every rule, before the queue's and the rule's
+    escalate: tuple[StepSpec, ...] = ()  # runs for every rule, merged by time with the rule's own steps
 
 
 class PolicyDocument(Model):
@@ -278,7 +186,7 @@ class PolicyDocument(Model):
     home_language: str = HOME_LANGUAGE
     business_hours: CalendarSpec | None = None
     calendars: dict[Ident, CalendarSpec] = Field(default_factory=dict)
-    defaults: DefaultsSpec = Field(default_factory=DefaultsSpec)
+    defaults: DefaultsSpec = DefaultsSpec()
     queues: tuple[QueueSpec, ...] = Field(min_length=1)
     rules: tuple[RuleSpec, ...] = Field(min_length=1)
 
@@ -290,6 +198,10 @@ class PolicyDocument(Model):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone '{value}'") from None
         return value
+
+    def to_data(self) -> dict[str, object]:
+        """Compact JSON-ready data (defaults left out) that parses back to an equal document."""
+        return self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
 
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)

@@ -1,28 +1,30 @@
 """The composition root: builds the aiohttp application and its resources.
 
-Nothing connects at import time; resources live under typed AppKeys and are opened
-and closed by cleanup_ctx, in order.
+Nothing connects at import time; resources live under typed AppKeys (router.api.keys)
+and are opened and closed by cleanup_ctx, in order.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from channels.security import RateLimiter
 from eventstore.postgres import PostgresEventStore, StoreSettings
 
+from .api import channels as channels_api
+from .api import customers as customers_api
+from .api import keys
 from .api.errors import ApiError, error_middleware
 from .api.openapi import OPENAPI_KEY, build_document, health_paths, openapi_handler
 from .config import Credentials, Settings
+from .customers import CustomerState
+from .ingest import IngestService
 
 log = logging.getLogger(__name__)
-
-STORE_KEY = web.AppKey("store", PostgresEventStore)
-SETTINGS_KEY = web.AppKey("settings", Settings)
-CREDENTIALS_KEY = web.AppKey("credentials", Credentials)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,33 +33,47 @@ class AppConfig:
     credentials: Credentials
     dsn: str
     store_settings: StoreSettings = StoreSettings()
+    gateway_rate_per_s: float = 5000.0
+    gateway_burst: float = 10000.0
 
 
 def build_app(config: AppConfig) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
-    app[SETTINGS_KEY] = config.settings
-    app[CREDENTIALS_KEY] = config.credentials
-    app[OPENAPI_KEY] = build_document([health_paths])
+    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024 * 1024)
+    app[keys.SETTINGS] = config.settings
+    app[keys.CREDENTIALS] = config.credentials
+    app[keys.GATEWAY_RATE_LIMITER] = RateLimiter(config.gateway_rate_per_s, config.gateway_burst)
+    app[OPENAPI_KEY] = build_document([health_paths, channels_api.openapi_paths, customers_api.openapi_paths])
     app.cleanup_ctx.append(_store_ctx(config))
+    app.cleanup_ctx.append(_ingest_ctx)
     app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/openapi.json", openapi_handler)
+    channels_api.add_routes(app)
+    customers_api.add_routes(app)
     return app
 
 
-def _store_ctx(config: AppConfig):  # type: ignore[no-untyped-def]
+def _store_ctx(config: AppConfig) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         store = await PostgresEventStore.connect(config.dsn, config.store_settings)
-        app[STORE_KEY] = store
+        app[keys.STORE] = store
         yield
         await store.close()
 
     return ctx
 
 
+async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
+    customers = CustomerState(app[keys.STORE])
+    await customers.start()
+    app[keys.CUSTOMERS] = customers
+    app[keys.INGEST] = IngestService(app[keys.STORE], customers, domain=app[keys.SETTINGS].domain)
+    yield
+    await customers.stop()
+
+
 async def health(request: web.Request) -> web.Response:
-    store = request.app[STORE_KEY]
     try:
-        await store.pool.fetchval("SELECT 1")
+        await request.app[keys.STORE].pool.fetchval("SELECT 1")
     except Exception as exc:
         raise ApiError(503, "database_unavailable", f"the database is unreachable: {exc}",
                        headers={"Retry-After": "2"}) from None

@@ -1,0 +1,135 @@
+"""What a matching rule decides: requirements, escalation steps and deadlines.
+
+Part of the policy document model (see `policies.schema`), kept apart so each
+module stays small. Shared base types live here too.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from policies.vocabulary import Channel
+
+CONTACT = "contact"  # "the contact's own language / channel"
+UNLESS_HOME = "unless_speaks_home_language"
+
+Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$", max_length=64)]
+Level = Annotated[int, Field(ge=1, le=5)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+AgentRef = Literal["dedicated", "last"]  # the customer's dedicated agent / the agent who last served them
+KINDS = ("skill", "language", "channel", "agent")
+
+
+class RequirementSpec(Model):
+    """Exactly one of `skill` (with `min`), `language`, `channel` or `agent`.
+
+    'contact' means the contact's own language or channel; `agent: dedicated`
+    means the customer's dedicated agent (dropped when the customer has none).
+    """
+
+    skill: Ident | None = None
+    min_level: Level = Field(default=1, alias="min")
+    language: str | None = Field(default=None, min_length=2, max_length=16)
+    channel: Channel | Literal["contact"] | None = None
+    agent: AgentRef | None = None
+    hard: bool | Literal["unless_speaks_home_language"] = False
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> RequirementSpec:
+        if sum(getattr(self, k) is not None for k in KINDS) != 1:
+            raise ValueError("a requirement names exactly one of skill, language, channel or agent")
+        if self.min_level != 1 and self.skill is None:
+            raise ValueError("'min' only applies to a skill")
+        if self.hard == UNLESS_HOME and self.language is None:
+            raise ValueError("'unless_speaks_home_language' only applies to a language")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in KINDS if getattr(self, k) is not None)
+
+    @property
+    def target(self) -> str:
+        return str(getattr(self, self.kind))
+
+
+class RelaxSpec(Model):
+    """Drop a requirement, or lower a skill's minimum to `to`."""
+
+    skill: Ident | None = None
+    language: str | None = None
+    channel: Channel | Literal["contact"] | None = None
+    agent: AgentRef | None = None
+    to: Level | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> RelaxSpec:
+        if sum(getattr(self, k) is not None for k in KINDS) != 1:
+            raise ValueError("relax names exactly one of skill, language, channel or agent")
+        if self.to is not None and self.skill is None:
+            raise ValueError("'to' only applies to a skill")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in KINDS if getattr(self, k) is not None)
+
+    @property
+    def target(self) -> str:
+        return str(getattr(self, self.kind))
+
+
+class EscalateSpec(Model):
+    to: Literal["supervisor", "expert_team"]
+    queue: Ident | None = None
+
+
+def _escalate_shorthand(value: object) -> object:
+    return {"to": value} if isinstance(value, str) else value
+
+
+class CallbackSpec(Model):
+    within_business_hours: bool = True
+
+
+def _callback_shorthand(value: object) -> object:
+    return {} if value is True else value
+
+
+ACTIONS = ("relax", "raise_priority", "overflow", "offer_callback", "page_supervisor", "escalate")
+
+
+class StepSpec(Model):
+    """One escalation step: after `after_s` seconds of waiting, exactly one action."""
+
+    after_s: float = Field(ge=0)
+    relax: RelaxSpec | None = None
+    raise_priority: float | None = None
+    overflow: Ident | None = None
+    offer_callback: Annotated[CallbackSpec | None, BeforeValidator(_callback_shorthand)] = None
+    page_supervisor: Literal[True] | None = None
+    escalate: Annotated[EscalateSpec | None, BeforeValidator(_escalate_shorthand)] = None
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _exactly_one_action(self) -> StepSpec:
+        chosen = [a for a in ACTIONS if getattr(self, a) is not None]
+        if len(chosen) != 1:
+            raise ValueError(f"a step takes exactly one action of {', '.join(ACTIONS)}")
+        return self
+
+    @property
+    def action(self) -> str:
+        return next(a for a in ACTIONS if getattr(self, a) is not None)
+
+
+class DeadlineSpec(Model):
+    name: Ident
+    within_h: float = Field(gt=0)

@@ -1,0 +1,150 @@
+"""Gateway ingest and contact views: thin handlers over IngestService."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from channels.native import MAX_BODY_BYTES, NativeEventError, channel_schemas, component_schemas, example_events, parse_native
+from channels.security import SignatureError, retry_after_header, verify_signature
+from channels.view import fold
+from eventstore import DuplicateEventError, InvalidAppendError
+from policies.vocabulary import Channel
+
+from channels.events import contact_stream_id
+
+from ..ingest import IdempotencyConflict
+from . import keys
+from .errors import ApiError
+from .openapi import error_responses
+
+
+def channel_from(request: web.Request) -> Channel:
+    name = request.match_info["channel"]
+    try:
+        return Channel(name)
+    except ValueError:
+        raise ApiError(404, "unknown_channel", f"no channel {name!r}; use one of phone, webchat, video, app",
+                       field="channel") from None
+
+
+async def read_limited_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "payload_too_large", f"the body is over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "payload_too_large", f"the body is over {limit} bytes")
+    return bytes(body)
+
+
+def _check_rate(request: web.Request, channel: Channel) -> None:
+    retry_after_s = request.app[keys.GATEWAY_RATE_LIMITER].acquire(channel.value, time.monotonic())
+    if retry_after_s > 0:
+        raise ApiError(429, "rate_limited", f"too many events from the {channel.value} gateway; slow down",
+                       headers={"Retry-After": retry_after_header(retry_after_s)})
+
+
+def _check_signature(request: web.Request, channel: Channel, body: bytes) -> None:
+    secrets = request.app[keys.CREDENTIALS].gateway_secrets.get(channel.value, ())
+    try:
+        verify_signature(body, request.headers.get("X-Router-Timestamp"), request.headers.get("X-Router-Signature"),
+                         secrets, now_s=time.time())
+    except SignatureError as exc:
+        raise ApiError(401, exc.code, exc.message, headers={"WWW-Authenticate": "X-Router-Signature"}) from None
+
+
+async def post_channel_event(request: web.Request) -> web.Response:
+    channel = channel_from(request)
+    _check_rate(request, channel)
+    body = await read_limited_body(request, MAX_BODY_BYTES)
+    _check_signature(request, channel, body)
+    try:
+        native = parse_native(channel, body)
+    except NativeEventError as exc:
+        status = 400 if exc.code == "invalid_json" else 422
+        raise ApiError(status, exc.code, exc.message, field=exc.field) from None
+    try:
+        receipt = await request.app[keys.INGEST].ingest(native, body)
+    except IdempotencyConflict as exc:
+        raise ApiError(409, "idempotency_conflict", str(exc), field="event_id") from None
+    except DuplicateEventError:
+        raise ApiError(409, "event_id_reused", "this event_id was already used for another contact",
+                       field="event_id") from None
+    except InvalidAppendError as exc:
+        raise ApiError(422, exc.code, exc.message) from None
+    return web.json_response(receipt.to_data(), status=202)
+
+
+async def get_contact(request: web.Request) -> web.Response:
+    contact_id = request.match_info["contact_id"]
+    try:
+        stream_id = contact_stream_id(contact_id, domain=request.app[keys.SETTINGS].domain)
+    except (ValueError, InvalidAppendError):
+        raise ApiError(404, "contact_not_found", f"no contact {contact_id!r}", field="contact_id") from None
+    events = await request.app[keys.STORE].read_stream(stream_id)
+    if not events:
+        raise ApiError(404, "contact_not_found", f"no contact {contact_id!r}", field="contact_id")
+    view = fold((e.type, e.data) for e in events)
+    return web.json_response({
+        "contact": view.to_data() if view else None,
+        "events": [_history_entry(e) for e in events],
+    })
+
+
+def _history_entry(event: Any) -> dict[str, Any]:
+    data = dict(event.data)
+    for secret in ("text", "transcript", "caller_number"):
+        data.pop(secret, None)  # personal data stays in the log, out of this view
+    return {
+        "version": event.version, "position": event.position, "type": event.type,
+        "recorded_at": event.recorded_at.isoformat(), "data": data,
+        "metadata": {k: v for k, v in event.metadata.items() if k != "body_sha256"},
+    }
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/channels/{channel}/events", post_channel_event)
+    app.router.add_get("/v1/contacts/{contact_id}", get_contact)
+
+
+def openapi_paths(doc: dict[str, Any]) -> None:
+    doc["components"]["schemas"].update(component_schemas())
+    for channel, schema in channel_schemas().items():
+        examples = {e["event_type"].replace(".", "_"): {"value": e} for e in example_events(channel)}
+        doc["paths"][f"/v1/channels/{channel.value}/events"] = {"post": {
+            "summary": f"Post a {channel.value} gateway's native event",
+            "description": "Signed with X-Router-Timestamp and X-Router-Signature (HMAC-SHA256 of "
+                           "'<timestamp>.<raw body>' with the gateway's secret). Re-posting an event_id "
+                           "returns the first answer and appends nothing.",
+            "parameters": [
+                {"name": "X-Router-Timestamp", "in": "header", "required": True, "schema": {"type": "string"}},
+                {"name": "X-Router-Signature", "in": "header", "required": True, "schema": {"type": "string"}},
+            ],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": schema, "examples": examples}}},
+            "responses": {
+                "202": {"description": "accepted", "content": {"application/json": {"schema": RECEIPT_SCHEMA}}},
+                **error_responses(400, 401, 404, 409, 413, 422, 429, 503),
+            },
+        }}
+    doc["paths"]["/v1/contacts/{contact_id}"] = {"get": {
+        "summary": "A contact's current state and its full event history",
+        "parameters": [{"name": "contact_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "the contact", "content": {"application/json": {"schema": {"type": "object"}}}},
+                      **error_responses(404)},
+    }}
+
+
+RECEIPT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["contact_id", "position"],
+    "properties": {
+        "contact_id": {"type": "string"},
+        "position": {"type": "integer"},
+        "duplicate": {"type": "boolean"},
+        "ignored": {"type": "string"},
+    },
+}

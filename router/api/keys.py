@@ -1,0 +1,19 @@
+"""Typed keys for what the composition root puts on the aiohttp application."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from channels.security import RateLimiter
+from eventstore.postgres import PostgresEventStore
+
+from ..config import Credentials, Settings
+from ..customers import CustomerState
+from ..ingest import IngestService
+
+SETTINGS = web.AppKey("settings", Settings)
+CREDENTIALS = web.AppKey("credentials", Credentials)
+STORE = web.AppKey("store", PostgresEventStore)
+CUSTOMERS = web.AppKey("customers", CustomerState)
+INGEST = web.AppKey("ingest", IngestService)
+GATEWAY_RATE_LIMITER = web.AppKey("gateway_rate_limiter", RateLimiter)

@@ -1,0 +1,129 @@
+"""The customer directory as a projection of the log, and the import service.
+
+Each process keeps the directory and every customer's recent contacts in memory
+(the ingest path looks them up thousands of times a second), fed by a subscription
+over `customer` and `contact` events. Imports are events: `CustomerProfileImported`
+on `customer-<domain>:<customer id>`, with an event id derived from the profile's
+content, so importing the same file twice stores nothing the second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+
+from channels.customer_import import ImportReport
+from channels.directory import CustomerDirectory, CustomerKey, CustomerProfile, Disability
+from channels.repeat import PriorContact, prune, remember
+from eventstore import ANY, NewEvent, RecordedEvent, Subscription, stream_id_for
+from eventstore.port import EventStore
+from policies.vocabulary import CallbackWindow, Segment
+
+PROFILE_IMPORTED = "CustomerProfileImported"
+_NAMESPACE = uuid.UUID("1b0f1f0e-8a57-4c55-9c3c-5f1d1a4b7e21")
+_HISTORY_WINDOW = timedelta(days=8)  # a little over the 7-day repeat window
+
+
+def profile_from_data(data: dict[str, Any]) -> CustomerProfile:
+    birth = data.get("birth_date")
+    return CustomerProfile(
+        customer_id=data["customer_id"],
+        phone_numbers=tuple(data.get("phone_numbers", ())),
+        segment=Segment(data.get("segment", "mass")),
+        birth_date=date.fromisoformat(birth) if birth else None,
+        disabilities=frozenset(Disability(d) for d in data.get("disabilities", ())),
+        preferred_language=data.get("preferred_language"),
+        languages=frozenset(data.get("languages", ())),
+        sign_language=data.get("sign_language"),
+        callback_windows=tuple(CallbackWindow(w["start_min"], w["end_min"]) for w in data.get("callback_windows", ())),
+        no_calls_from_unknown_numbers=bool(data.get("no_calls_from_unknown_numbers", False)),
+        dedicated_agent=data.get("dedicated_agent"),
+        tags=frozenset(data.get("tags", ())),
+    )
+
+
+class CustomerState:
+    """Directory and recent-contact history, kept current from the log."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.directory = CustomerDirectory()
+        self._history: dict[str, dict[str, PriorContact]] = {}
+        self._contact_customer: dict[str, str] = {}
+        self._subscription = Subscription(store, "customer-state", self._apply, poll_interval_s=0.5, save_checkpoints=False)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Catch up with the whole log (so lookups are complete), then follow it."""
+        await self._subscription.catch_up_from_start()
+        self._task = asyncio.create_task(self._subscription.run_from_cursor())
+
+    async def stop(self) -> None:
+        self._subscription.stop()
+        if self._task is not None:
+            await self._task
+
+    def find(self, key: CustomerKey) -> CustomerProfile | None:
+        return self.directory.find(key)
+
+    def history(self, customer_id: str | None) -> Sequence[PriorContact]:
+        return tuple(self._history.get(customer_id, {}).values()) if customer_id else ()
+
+    async def _apply(self, events: Sequence[RecordedEvent]) -> None:
+        for event in events:
+            if event.type == PROFILE_IMPORTED:
+                self.directory.put(profile_from_data(event.data))
+            elif event.type in ("ContactArrived", "ContactIntentChanged"):
+                self._remember(event)
+
+    def _remember(self, event: RecordedEvent) -> None:
+        data = event.data
+        customer_id = data.get("customer_id") or self._contact_customer.get(data.get("contact_id", ""))
+        if not customer_id:
+            return
+        self._contact_customer[data["contact_id"]] = customer_id
+        history = remember(self._history.get(customer_id, {}), event.type, data)
+        self._history[customer_id] = prune(history, event.recorded_at, _HISTORY_WINDOW)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOutcome:
+    accepted: int
+    unchanged: int
+    report: ImportReport
+
+    def to_data(self) -> dict[str, Any]:
+        data = self.report.to_data()
+        data.update({"stored": self.accepted - self.unchanged, "unchanged": self.unchanged})
+        return data
+
+
+async def import_profiles(store: EventStore, report: ImportReport, *, actor: str, domain: str) -> ImportOutcome:
+    """Store each accepted profile as an event; an identical profile stored before is a no-op."""
+    received_at = datetime.now(timezone.utc).isoformat()
+    results = await asyncio.gather(*(
+        store.append(
+            stream_id_for("customer", profile.customer_id, domain),
+            [_profile_event(profile, actor, received_at)],
+            ANY,
+        )
+        for profile in report.accepted
+    ))
+    return ImportOutcome(len(report.accepted), sum(r.duplicate for r in results), report)
+
+
+def _profile_event(profile: CustomerProfile, actor: str, received_at: str) -> NewEvent:
+    data = profile.to_data()
+    digest = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return NewEvent(
+        PROFILE_IMPORTED,
+        data,
+        {"actor": actor, "received_at": received_at},
+        event_id=uuid.uuid5(_NAMESPACE, f"{profile.customer_id}:{digest}"),
+    )

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from channels.security import signed_headers
+from router.app import AppConfig, build_app
+from router.config import Credentials, Settings
+from tests.conftest import reset_database
+
+ADMIN_TOKEN = "admin-token-for-tests-0123456789"
+SECRETS = {g: (f"{g}-secret-0123456789abcdef",) for g in ("phone", "webchat", "video", "app")}
+
+
+@dataclass
+class Api:
+    client: TestClient
+    dsn: str
+
+    async def post_event(self, channel: str, payload: Any, *, secret: str | None = None,
+                         timestamp_s: int | None = None, raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
+        body = raw if raw is not None else json.dumps(payload).encode()
+        headers = signed_headers(body, secret or SECRETS[channel][0], timestamp_s or int(time.time()))
+        headers["Content-Type"] = "application/json"
+        async with self.client.post(f"/v1/channels/{channel}/events", data=body, headers=headers) as resp:
+            return resp.status, await resp.json()
+
+    async def admin(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", **kwargs.pop("headers", {})}
+        async with self.client.request(method, path, headers=headers, **kwargs) as resp:
+            return resp.status, await resp.json()
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        async with self.client.get(path) as resp:
+            return resp.status, await resp.json()
+
+    async def event_count(self) -> int:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM events"))
+        finally:
+            await conn.close()
+
+
+def make_config(dsn: str, **overrides: Any) -> AppConfig:
+    settings = Settings(database_url=dsn)
+    return AppConfig(settings, Credentials(ADMIN_TOKEN, SECRETS), dsn, **overrides)
+
+
+@pytest.fixture
+async def api(database_url: str) -> AsyncIterator[Api]:
+    await reset_database(database_url)
+    client = TestClient(TestServer(build_app(make_config(database_url))))
+    await client.start_server()
+    yield Api(client, database_url)
+    await client.close()

@@ -1,0 +1,204 @@
+"""Gateways through the real server and a real PostgreSQL: every channel, signatures, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+import uuid
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from channels.native import example_events
+from channels.security import sign
+from policies.vocabulary import Channel
+from router.app import build_app
+from tests.e2e.conftest import SECRETS, Api, make_config
+
+
+def fresh(example: dict[str, Any], session: str) -> dict[str, Any]:
+    """An example event with its own event id and session, so tests do not collide."""
+    event = copy.deepcopy(example)
+    event["event_id"] = f"{event['event_id']}-{uuid.uuid4().hex[:8]}"
+    _set_session(event, session)
+    return event
+
+
+SESSION_FIELDS = ("call_id", "session_id", "room_id", "conversation_id")
+
+
+def _set_session(node: Any, session: str) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in SESSION_FIELDS and isinstance(value, str):
+                node[key] = session
+            else:
+                _set_session(value, session)
+
+
+@pytest.mark.parametrize("channel", [c.value for c in Channel])
+async def test_every_example_event_of_a_channel_is_accepted_in_order(api: Api, channel: str) -> None:
+    session = f"s-{uuid.uuid4().hex[:10]}"
+    contact_ids = set()
+    for example in example_events(Channel(channel)):
+        status, body = await api.post_event(channel, fresh(example, session))
+        assert status == 202, body
+        assert isinstance(body["position"], int)
+        contact_ids.add(body["contact_id"])
+    assert len(contact_ids) == 1  # one session, one contact
+    status, contact = await api.get(f"/v1/contacts/{contact_ids.pop()}")
+    assert status == 200
+    types = [e["type"] for e in contact["events"]]
+    facts = [t for t in types if t != "GatewayEventIgnored"]  # e.g. call.ended after call.hung_up
+    assert "ContactArrived" in facts and facts[-1] == "ContactEnded"
+    assert contact["contact"]["status"] in ("ended", "abandoned")
+    assert [e["version"] for e in contact["events"]] == list(range(1, len(types) + 1))
+    for event in contact["events"]:
+        assert "text" not in event["data"] and "caller_number" not in event["data"]
+
+
+def phone_start(session: str, number: str = "+8613800001111", line: str = "+86955550000") -> dict[str, Any]:
+    example = next(e for e in example_events(Channel.PHONE) if e["event_type"] == "call.started")
+    event = fresh(example, session)
+    event["caller"]["number"] = number
+    return event
+
+
+async def test_a_repeat_returns_the_first_answer_and_stores_nothing(api: Api) -> None:
+    event = phone_start("dup-1")
+    first = await api.post_event("phone", event)
+    count = await api.event_count()
+    again = await api.post_event("phone", event)
+    assert first[0] == again[0] == 202
+    assert again[1]["position"] == first[1]["position"] and again[1]["duplicate"] is True
+    assert await api.event_count() == count
+
+
+async def test_concurrent_duplicates_store_one_copy(api: Api) -> None:
+    event = phone_start("dup-2")
+    answers = await asyncio.gather(*(api.post_event("phone", event) for _ in range(12)))
+    assert {a[0] for a in answers} == {202}
+    assert len({a[1]["position"] for a in answers}) == 1
+    status, contact = await api.get(f"/v1/contacts/{answers[0][1]['contact_id']}")
+    assert len(contact["events"]) == await api.event_count()
+    assert len([e for e in contact["events"] if e["metadata"]["gateway_event_id"] == event["event_id"]]) == len(contact["events"])
+
+
+async def test_a_reused_event_id_with_another_body_is_a_conflict(api: Api) -> None:
+    event = phone_start("reuse-1")
+    assert (await api.post_event("phone", event))[0] == 202
+    count = await api.event_count()
+    event["caller"]["number"] = "+8613900002222"
+    status, body = await api.post_event("phone", event)
+    assert (status, body["error"]["code"], body["error"]["field"]) == (409, "idempotency_conflict", "event_id")
+    assert await api.event_count() == count
+
+
+async def test_a_hang_up_before_the_start_and_a_retried_start(api: Api) -> None:
+    session = "ooo-1"
+    hung_up = next(e for e in example_events(Channel.PHONE) if e["event_type"] == "call.hung_up")
+    assert (await api.post_event("phone", fresh(hung_up, session)))[0] == 202
+    status, body = await api.post_event("phone", phone_start(session))  # the start arrives late
+    assert status == 202 and body.get("ignored")
+    status, again = await api.post_event("phone", phone_start(session))  # and is retried with a new id
+    assert status == 202 and again.get("ignored")
+    _, contact = await api.get(f"/v1/contacts/{body['contact_id']}")
+    types = [e["type"] for e in contact["events"]]
+    assert types.count("ContactArrived") == 0 and types.count("ContactEnded") == 1
+
+
+@pytest.mark.parametrize(
+    "mutate,status,code,field",
+    [
+        (lambda e: e.pop("event_id"), 422, "missing_field", "event_id"),
+        (lambda e: e.update(event_type="call.teleported"), 422, "unknown_event_type", "event_type"),
+        (lambda e: e["caller"].update(number="not a number"), 422, "invalid_field", "caller.number"),
+        (lambda e: e.update(surprise=1), 422, "invalid_field", "surprise"),
+    ],
+)
+async def test_bad_events_name_the_field_and_store_nothing(api: Api, mutate: Any, status: int, code: str, field: str) -> None:
+    event = phone_start("bad-1")
+    mutate(event)
+    got, body = await api.post_event("phone", event)
+    assert (got, body["error"]["code"], body["error"]["field"]) == (status, code, field)
+    assert await api.event_count() == 0
+
+
+async def test_invalid_json_and_oversized_bodies(api: Api) -> None:
+    status, body = await api.post_event("phone", None, raw=b'{"event_id": ')
+    assert (status, body["error"]["code"]) == (400, "invalid_json")
+    status, body = await api.post_event("phone", None, raw=b"{" + b" " * (300 * 1024) + b"}")
+    assert (status, body["error"]["code"]) == (413, "payload_too_large")
+    status, body = await api.post_event("fax", {"a": 1}, secret="x" * 20)
+    assert (status, body["error"]["code"]) == (404, "unknown_channel")
+    assert await api.event_count() == 0
+
+
+async def test_signatures(api: Api) -> None:
+    event = phone_start("sig-1")
+    body = repr(event).encode()
+    status, answer = await api.post_event("phone", event, secret="forged-secret-0123456789")
+    assert status == 401 and answer["error"]["code"] == "bad_signature"
+    status, answer = await api.post_event("phone", event, timestamp_s=int(time.time()) - 301)
+    assert status == 401 and answer["error"]["code"] == "stale_timestamp"
+    status, answer = await api.post_event("webchat", event)  # phone's body signed with the webchat secret
+    assert status in (401, 422)
+    async with api.client.post("/v1/channels/phone/events", data=body) as resp:
+        assert resp.status == 401
+    assert await api.event_count() == 0
+    assert (await api.post_event("phone", event))[0] == 202
+
+
+async def test_rotated_secrets_and_several_signatures(database_url: str) -> None:
+    from tests.conftest import reset_database
+
+    await reset_database(database_url)
+    config = make_config(database_url)
+    rotated = dict(config.credentials.gateway_secrets)
+    rotated["phone"] = ("phone-new-secret-0123456789", "phone-old-secret-0123456789")
+    from dataclasses import replace
+
+    config = replace(config, credentials=replace(config.credentials, gateway_secrets=rotated))
+    client = TestClient(TestServer(build_app(config)))
+    await client.start_server()
+    try:
+        api = Api(client, database_url)
+        assert (await api.post_event("phone", phone_start("rot-1"), secret="phone-old-secret-0123456789"))[0] == 202
+        assert (await api.post_event("phone", phone_start("rot-2"), secret="phone-new-secret-0123456789"))[0] == 202
+        import json as _json
+
+        event = phone_start("rot-3")
+        raw = _json.dumps(event).encode()
+        now = int(time.time())
+        both = f"{sign(raw, 'wrong-secret-000000000000', now)},{sign(raw, 'phone-new-secret-0123456789', now)}"
+        headers = {"X-Router-Timestamp": str(now), "X-Router-Signature": both, "Content-Type": "application/json"}
+        async with client.post("/v1/channels/phone/events", data=raw, headers=headers) as resp:
+            assert resp.status == 202
+    finally:
+        await client.close()
+
+
+async def test_rate_limit_answers_429_with_retry_after(database_url: str) -> None:
+    from tests.conftest import reset_database
+
+    await reset_database(database_url)
+    client = TestClient(TestServer(build_app(make_config(database_url, gateway_rate_per_s=1, gateway_burst=2))))
+    await client.start_server()
+    try:
+        api = Api(client, database_url)
+        statuses = [(await api.post_event("phone", phone_start(f"rl-{i}")))[0] for i in range(4)]
+        assert statuses[:2] == [202, 202] and 429 in statuses[2:]
+        body = phone_start("rl-x")
+        async with client.post("/v1/channels/phone/events", json=body) as resp:
+            assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+        assert SECRETS  # the other gateways have their own buckets
+        assert (await api.post_event("webchat", fresh(example_events(Channel.WEBCHAT)[0], "rl-w")))[0] == 202
+    finally:
+        await client.close()
+
+
+async def test_unknown_contact_is_404(api: Api) -> None:
+    status, body = await api.get(f"/v1/contacts/{uuid.uuid4()}")
+    assert (status, body["error"]["code"]) == (404, "contact_not_found")
