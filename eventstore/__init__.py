@@ -18,6 +18,7 @@ from .model import (
     LogCursor,
     NewEvent,
     RecordedEvent,
+    StreamAppend,
     parse_stream_id,
     stream_id_for,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "RecordedEvent",
     "StoreClosedError",
     "StoreUnavailableError",
+    "StreamAppend",
     "Subscription",
     "parse_stream_id",
     "stream_id_for",

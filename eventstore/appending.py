@@ -9,7 +9,7 @@ cannot disagree about version checks or idempotency.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import ConcurrencyError, DuplicateEventError
@@ -47,6 +47,31 @@ def decide(append: PreparedAppend, current_version: int, stored: Mapping[uuid.UU
     if current_version != expected_number:
         return ConcurrencyError(append.stream.stream_id, _describe(expected), current_version)
     return Write(current_version + 1)
+
+
+def decide_group(
+    group: Sequence[PreparedAppend], versions: Mapping[str, int], stored: Mapping[uuid.UUID, StoredId]
+) -> list[Write | AppendResult] | ConcurrencyError | DuplicateEventError:
+    """An atomic multi-stream append: every part writes, or none does.
+
+    A group whose event-bearing parts are all exact repeats is an idempotent repeat
+    (its version checks no longer matter); a group that repeats only some parts is an
+    error; otherwise the first failing part fails the whole group.
+    """
+    outcomes = [decide(a, versions.get(a.stream.stream_id, 0), stored) for a in group]
+    bearing = [o for a, o in zip(group, outcomes) if a.events]
+    repeats = [o for o in bearing if isinstance(o, AppendResult)]
+    if repeats and len(repeats) == len(bearing):
+        return [o if isinstance(o, AppendResult) else AppendResult(a.stream.stream_id, (), (), duplicate=True)
+                for a, o in zip(group, outcomes)]
+    if repeats:
+        first = next(a for a, o in zip(group, outcomes) if isinstance(o, AppendResult))
+        return DuplicateEventError("part of this atomic append is stored already, part is not",
+                                   event_id=str(first.events[0].event_id))
+    for outcome in outcomes:
+        if isinstance(outcome, (ConcurrencyError, DuplicateEventError)):
+            return outcome
+    return [o for o in outcomes if isinstance(o, (Write, AppendResult))]
 
 
 def _repeat(append: PreparedAppend, found: list[StoredId | None]) -> Outcome:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -42,10 +42,10 @@ class GroupCommitter(Generic[T, R]):
         max_batch_events: int = 2000,
         max_inflight: int = 2,
         linger_s: float = 0.001,
-        key: Callable[[T], Hashable] | None = None,
+        keys: Callable[[T], Iterable[Hashable]] | None = None,
     ) -> None:
         self._flush = flush
-        self._key = key
+        self._keys = keys
         self._max_batch_events = max_batch_events
         self._linger_s = linger_s
         self._queue: deque[Pending[T, R]] = deque()
@@ -84,8 +84,8 @@ class GroupCommitter(Generic[T, R]):
         return sum(p.size for p in self._queue)
 
     def _take_batch(self) -> list[Pending[T, R]]:
-        """Take queued items in order, up to the size bound; an item whose key is already in
-        the batch waits (in order) for a later batch, and the scan for others is bounded."""
+        """Take queued items in order, up to the size bound; an item sharing a key with the
+        batch waits (in order) for a later batch, and the scan for others is bounded."""
         batch: list[Pending[T, R]] = []
         keys: set[Hashable] = set()
         waiting: list[Pending[T, R]] = []
@@ -95,11 +95,11 @@ class GroupCommitter(Generic[T, R]):
             if batch and total + pending.size > self._max_batch_events:
                 break
             self._queue.popleft()
-            key = self._key(pending.item) if self._key is not None else None
-            if key is not None and key in keys:
+            item_keys = set(self._keys(pending.item)) if self._keys is not None else set()
+            if item_keys & keys:
                 waiting.append(pending)
                 continue
-            keys.add(key)
+            keys |= item_keys
             batch.append(pending)
             total += pending.size
         self._queue.extendleft(reversed(waiting))

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import orjson
 
-from .appending import StoredId, Write, decide
+from .appending import StoredId, Write, decide_group
 from .errors import ConcurrencyError, DuplicateEventError, StoreClosedError
 from .model import (
     DEFAULT_MAX_EVENT_BYTES,
@@ -21,10 +21,13 @@ from .model import (
     Expected,
     LogCursor,
     NewEvent,
+    PreparedAppend,
     PreparedEvent,
     RecordedEvent,
+    StreamAppend,
     parse_stream_id,
     prepare_append,
+    prepare_group,
 )
 
 
@@ -43,16 +46,22 @@ class MemoryEventStore:
     ) -> AppendResult:
         self._check_open()
         prepared = prepare_append(stream_id, events, expected_version, max_event_bytes=self._max_event_bytes)
-        stream = self._streams.get(prepared.stream.stream_id, [])
-        outcome = decide(prepared, len(stream), self._ids)
+        return self._commit((prepared,))[0]
+
+    async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        self._check_open()
+        return self._commit(prepare_group(appends, max_event_bytes=self._max_event_bytes))
+
+    def _commit(self, group: Sequence[PreparedAppend]) -> list[AppendResult]:
+        versions = {a.stream.stream_id: len(self._streams.get(a.stream.stream_id, [])) for a in group}
+        outcome = decide_group(group, versions, self._ids)
         if isinstance(outcome, (ConcurrencyError, DuplicateEventError)):
             raise outcome
-        if isinstance(outcome, AppendResult):
-            return outcome
-        return self._write(prepared.stream.stream_id, prepared.events, outcome)
+        tx_id = len(self._log) + 1  # one transaction for the whole group
+        return [o if isinstance(o, AppendResult) else self._write(a.stream.stream_id, a.events, o, tx_id)
+                for a, o in zip(group, outcome)]
 
-    def _write(self, stream_id: str, events: Sequence[PreparedEvent], write: Write) -> AppendResult:
-        tx_id = len(self._log) + 1
+    def _write(self, stream_id: str, events: Sequence[PreparedEvent], write: Write, tx_id: int) -> AppendResult:
         now = datetime.now(timezone.utc)
         stream = self._streams.setdefault(stream_id, [])
         recorded = []

@@ -147,7 +147,37 @@ class PreparedEvent:
 class PreparedAppend:
     stream: StreamName
     expected: Expected
-    events: tuple[PreparedEvent, ...]
+    events: tuple[PreparedEvent, ...]  # empty: only check the stream's version
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAppend:
+    """One part of an atomic multi-stream append. No events: only assert the version."""
+
+    stream_id: str
+    events: Sequence[NewEvent]
+    expected_version: Expected
+
+
+def prepare_group(
+    appends: Sequence[StreamAppend], *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+) -> tuple[PreparedAppend, ...]:
+    """Check an atomic multi-stream append: each part, and the parts against each other."""
+    if not appends:
+        raise InvalidAppendError("an atomic append needs at least one part", field="appends")
+    group = tuple(
+        prepare_append(a.stream_id, a.events, a.expected_version, max_event_bytes=max_event_bytes,
+                       allow_empty=True, where=f"appends[{i}]")
+        for i, a in enumerate(appends)
+    )
+    if len({a.stream.stream_id for a in group}) != len(group):
+        raise InvalidAppendError("a stream appears twice in one atomic append", field="appends")
+    ids = [e.event_id for a in group for e in a.events]
+    if not ids:
+        raise InvalidAppendError("an atomic append needs at least one event", field="appends")
+    if len(set(ids)) != len(ids):
+        raise InvalidAppendError("the same event id appears twice in one atomic append", field="appends")
+    return group
 
 
 def prepare_append(
@@ -156,14 +186,27 @@ def prepare_append(
     expected: object,
     *,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    allow_empty: bool = False,
+    where: str = "",
 ) -> PreparedAppend:
     """Check an append completely before anything is stored, raising InvalidAppendError."""
+    try:
+        return _prepare(stream_id, events, expected, max_event_bytes, allow_empty)
+    except InvalidAppendError as exc:
+        if where:
+            exc.field = f"{where}.{exc.field}"
+        raise
+
+
+def _prepare(
+    stream_id: object, events: Sequence[NewEvent], expected: object, max_event_bytes: int, allow_empty: bool
+) -> PreparedAppend:
     stream = parse_stream_id(stream_id)
     checked = check_expected(expected)
     # type() checks first: this runs for every append, and abc isinstance checks are slow.
     if type(events) not in (list, tuple) and (not isinstance(events, Sequence) or isinstance(events, (str, bytes))):
         raise InvalidAppendError("an append needs a non-empty list of events", field="events")
-    if not events:
+    if not events and not allow_empty:
         raise InvalidAppendError("an append needs a non-empty list of events", field="events")
     if len(events) > MAX_EVENTS_PER_APPEND:
         raise InvalidAppendError(f"at most {MAX_EVENTS_PER_APPEND} events per append", field="events")

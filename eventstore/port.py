@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from .model import Expected, LogCursor, NewEvent, RecordedEvent, AppendResult
+from .model import AppendResult, Expected, LogCursor, NewEvent, RecordedEvent, StreamAppend
 
 
 class EventStore(Protocol):
@@ -17,6 +17,11 @@ class EventStore(Protocol):
         self, stream_id: str, events: Sequence[NewEvent], expected_version: Expected
     ) -> AppendResult:
         """Append atomically at the expected version; idempotent by event id."""
+        ...
+
+    async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append to several streams atomically: every part at its expected version, or none.
+        A part without events only asserts its stream's version."""
         ...
 
     async def read_stream(

@@ -34,7 +34,7 @@ from typing import Any, Final
 import asyncpg
 import orjson
 
-from .appending import StoredId, Write, decide
+from .appending import StoredId, Write, decide_group
 from .batcher import GroupCommitter, Pending
 from .errors import ConcurrencyError, DuplicateEventError, StoreUnavailableError
 from .model import (
@@ -46,9 +46,13 @@ from .model import (
     NewEvent,
     PreparedAppend,
     RecordedEvent,
+    StreamAppend,
     parse_stream_id,
     prepare_append,
+    prepare_group,
 )
+
+Group = tuple[PreparedAppend, ...]  # the parts of one atomic append (usually one)
 from .pgerrors import is_unique_violation, translate, translated
 
 log = logging.getLogger(__name__)
@@ -64,7 +68,7 @@ _COLUMNS = "event_id, stream_id, version, position, tx_id, type, data, metadata,
 # append whose ids are all new and whose stream is at the expected version, and returns
 # what `decide` needs to classify every other append. A single statement is its own
 # transaction, so this is one round trip, commit included.
-_APPEND = "SELECT * FROM cr_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+_APPEND = "SELECT * FROM cr_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 _ANY_VERSION: Final = -1
 
 _READ_LOG = f"""
@@ -122,9 +126,9 @@ class PostgresEventStore:
     def __init__(self, pool: asyncpg.Pool, settings: StoreSettings, dsn: str) -> None:
         self._pool = pool
         self._settings = settings
-        self._committer: GroupCommitter[PreparedAppend, AppendResult] = GroupCommitter(
+        self._committer: GroupCommitter[Group, list[AppendResult]] = GroupCommitter(
             self._flush,
-            key=lambda append: append.stream.stream_id,  # at most one append per stream per batch
+            keys=lambda group: [a.stream.stream_id for a in group],  # one append per stream per batch
             max_batch_events=settings.max_batch_events,
             max_inflight=settings.max_inflight_batches,
             linger_s=settings.linger_s,
@@ -151,9 +155,13 @@ class PostgresEventStore:
         prepared = prepare_append(
             stream_id, events, expected_version, max_event_bytes=self._settings.max_event_bytes
         )
-        return await self._committer.submit(prepared, len(prepared.events))
+        return (await self._committer.submit((prepared,), len(prepared.events)))[0]
 
-    async def _flush(self, batch: Sequence[Pending[PreparedAppend, AppendResult]]) -> None:
+    async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        group = prepare_group(appends, max_event_bytes=self._settings.max_event_bytes)
+        return await self._committer.submit(group, sum(len(a.events) for a in group))
+
+    async def _flush(self, batch: Sequence[Pending[Group, list[AppendResult]]]) -> None:
         for attempt in range(_MAX_BATCH_RETRIES):
             try:
                 outcomes = await self._write_batch([p.item for p in batch])
@@ -170,10 +178,10 @@ class PostgresEventStore:
             self._notifier.poke()
             return
 
-    async def _write_batch(self, appends: list[PreparedAppend]) -> list[object]:
-        args = _append_args(appends, self._settings.test_commit_jitter_s)
+    async def _write_batch(self, groups: list[Group]) -> list[object]:
+        args = _append_args(groups, self._settings.test_commit_jitter_s)
         rows = await self._pool.fetch(_APPEND, *args)
-        return _outcomes(appends, rows)
+        return _outcomes(groups, rows)
 
     async def read_stream(
         self, stream_id: str, from_version: int = 1, limit: int | None = None
@@ -233,8 +241,16 @@ class PostgresEventStore:
         await self._pool.close()
 
 
-def _append_args(appends: list[PreparedAppend], jitter_s: float) -> list[Any]:
-    keys = sorted({lock_key(a.stream.stream_id) for a in appends})
+def _append_args(groups: list[Group], jitter_s: float) -> list[Any]:
+    appends = [a for group in groups for a in group]
+    numbers_of_group = [g for g, group in enumerate(groups, 1) for _ in group]
+    # A part without events only reads its stream's version: a shared lock is enough, so
+    # concurrent checks of one stream (e.g. the leader's epoch) do not queue behind each other.
+    exclusive: dict[int, bool] = {}
+    for append in appends:
+        key = lock_key(append.stream.stream_id)
+        exclusive[key] = exclusive.get(key, False) or bool(append.events)
+    keys = sorted(exclusive)
     expected = [_ANY_VERSION if a.expected is ExpectedVersion.ANY else
                 0 if a.expected is ExpectedVersion.NO_STREAM else a.expected for a in appends]
     numbers, ids, types, data, meta = [], [], [], [], []
@@ -246,11 +262,12 @@ def _append_args(appends: list[PreparedAppend], jitter_s: float) -> list[Any]:
             data.append(event.data_json)
             meta.append(event.metadata_json)
     streams = [a.stream.stream_id for a in appends]
-    return [STREAM_LOCK_CLASS, keys, streams, expected, numbers, ids, types, data, meta, jitter_s]
+    return [STREAM_LOCK_CLASS, keys, [not exclusive[k] for k in keys], streams, expected, numbers_of_group,
+            numbers, ids, types, data, meta, jitter_s]
 
 
-def _outcomes(appends: list[PreparedAppend], rows: list[asyncpg.Record]) -> list[object]:
-    """Results for inserted appends; the pure rules' verdict for the others."""
+def _outcomes(groups: list[Group], rows: list[asyncpg.Record]) -> list[object]:
+    """Results for written groups; the pure rules' verdict for the others."""
     current: dict[int, int] = {}
     stored: dict[uuid.UUID, StoredId] = {}
     inserted: dict[uuid.UUID, tuple[int, int]] = {}
@@ -262,26 +279,34 @@ def _outcomes(appends: list[PreparedAppend], rows: list[asyncpg.Record]) -> list
         else:
             stored[row["event_id"]] = StoredId(row["stored_stream"], row["stored_version"], row["event_position"])
     outcomes: list[object] = []
-    for number, append in enumerate(appends, 1):
-        if append.events[0].event_id in inserted:
-            written = [inserted[e.event_id] for e in append.events]
-            outcomes.append(AppendResult(append.stream.stream_id, tuple(v for v, _ in written),
-                                         tuple(p for _, p in written)))
+    number = 0
+    for group in groups:
+        first_ids = [a.events[0].event_id for a in group if a.events]
+        versions = {a.stream.stream_id: current[number + i] for i, a in enumerate(group, 1)}
+        number += len(group)
+        if first_ids[0] in inserted:
+            outcomes.append([_written(a, inserted) for a in group])
             continue
-        outcome = decide(append, current[number], stored)
-        if isinstance(outcome, Write):  # the SQL gate and the rules disagree: a bug, say so loudly
-            raise AssertionError(f"cr_append refused an append that the rules accept: {append.stream}")
+        outcome = decide_group(group, versions, stored)
+        if isinstance(outcome, list) and any(isinstance(o, Write) for o in outcome):
+            # The SQL gate and the rules disagree: a bug, so say so loudly.
+            raise AssertionError(f"cr_append refused an append that the rules accept: {group[0].stream}")
         outcomes.append(outcome)
     return outcomes
 
 
-def _settle(future: asyncio.Future[AppendResult], outcome: object) -> None:
+def _written(append: PreparedAppend, inserted: dict[uuid.UUID, tuple[int, int]]) -> AppendResult:
+    written = [inserted[e.event_id] for e in append.events]
+    return AppendResult(append.stream.stream_id, tuple(v for v, _ in written), tuple(p for _, p in written))
+
+
+def _settle(future: asyncio.Future[list[AppendResult]], outcome: object) -> None:
     if future.done():  # the caller gave up waiting; its events are stored all the same
         return
     if isinstance(outcome, (ConcurrencyError, DuplicateEventError)):
         future.set_exception(outcome)
     else:
-        assert isinstance(outcome, AppendResult)
+        assert isinstance(outcome, list)
         future.set_result(outcome)
 
 

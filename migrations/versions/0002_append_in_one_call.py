@@ -14,8 +14,10 @@ depends_on = None
 
 # cr_append is a gate, not a decision maker. Under the batch's stream locks it inserts an
 # append's events only when none of their ids is stored yet and the stream is at the
-# expected version (-1 means any). For every append it returns the stream's version and
-# any stored rows of its ids; Python's eventstore.appending.decide classifies the rest
+# expected version (-1 means any), and only when every other append of its group (an
+# atomic multi-stream append) passes too. An append without events only checks its
+# version, under a shared lock. For every append it returns the stream's version and
+# any stored rows of its ids; Python's eventstore.appending classifies the rest
 # (idempotent repeat, partial repeat, wrong version), so the rules live in one place.
 #
 # Why this is safe:
@@ -24,27 +26,32 @@ depends_on = None
 #   earlier lock holders committed;
 # - advisory locks assign no transaction id: the xid is assigned by the INSERT, after the
 #   locks, which keeps log order = stream order (see eventstore/postgres.py);
-# - the caller puts at most one append per stream into a batch, so the appends in one call
+# - the caller puts at most one append per stream into a batch, so the groups in one call
 #   are independent of each other;
 # - positions are drawn in ORDER BY o, so a stream's versions and positions ascend together.
 FUNCTION = """
-CREATE FUNCTION cr_append(lock_class int4, lock_keys int4[], a_stream text[], a_expected int4[],
+CREATE FUNCTION cr_append(lock_class int4, lock_keys int4[], lock_shared bool[],
+                          a_stream text[], a_expected int4[], a_group int4[],
                           e_append int4[], e_id uuid[], e_type text[], e_data jsonb[], e_meta jsonb[],
                           jitter_s float8)
 RETURNS TABLE (append_no int4, current_version int4, event_id uuid, stored_stream text,
                stored_version int4, event_position bigint, inserted boolean)
 LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
-    k int4;
+    i int4;
 BEGIN
-    FOREACH k IN ARRAY lock_keys LOOP
-        PERFORM pg_advisory_xact_lock(lock_class, k);
+    FOR i IN 1 .. coalesce(array_length(lock_keys, 1), 0) LOOP
+        IF lock_shared[i] THEN
+            PERFORM pg_advisory_xact_lock_shared(lock_class, lock_keys[i]);
+        ELSE
+            PERFORM pg_advisory_xact_lock(lock_class, lock_keys[i]);
+        END IF;
     END LOOP;
     RETURN QUERY
     WITH a AS (
-        SELECT u.n::int4 AS no, u.s AS sid, u.x AS expected,
+        SELECT u.n::int4 AS no, u.s AS sid, u.x AS expected, u.g AS grp,
                split_part(split_part(u.s, ':', 1), '-', 2) AS dom, split_part(u.s, '-', 1) AS cat
-          FROM unnest(a_stream, a_expected) WITH ORDINALITY AS u(s, x, n)
+          FROM unnest(a_stream, a_expected, a_group) WITH ORDINALITY AS u(s, x, g, n)
     ), cur AS (
         SELECT a.*, coalesce((SELECT max(e.version) FROM events e
                                WHERE e.domain = a.dom AND e.stream_id = a.sid), 0) AS v
@@ -56,10 +63,14 @@ BEGIN
         SELECT ev.an, e.event_id AS eid, e.stream_id AS sid, e.version AS ver, e.position AS pos
           FROM ev JOIN cur ON cur.no = ev.an
           JOIN events e ON e.domain = cur.dom AND e.event_id = ev.eid
+    ), gate AS (
+        SELECT cur.no, cur.grp,
+               (cur.expected = -1 OR cur.expected = cur.v)
+               AND NOT EXISTS (SELECT 1 FROM hits WHERE hits.an = cur.no) AS pass
+          FROM cur
     ), ok AS (
         SELECT cur.* FROM cur
-         WHERE (cur.expected = -1 OR cur.expected = cur.v)
-           AND NOT EXISTS (SELECT 1 FROM hits WHERE hits.an = cur.no)
+         WHERE NOT EXISTS (SELECT 1 FROM gate WHERE gate.grp = cur.grp AND NOT gate.pass)
     ), ins AS (
         INSERT INTO events (domain, category, stream_id, version, event_id, type, data, metadata)
         SELECT ok.dom, ok.cat, ok.sid, ok.v + (row_number() OVER (PARTITION BY ev.an ORDER BY ev.o))::int4,

@@ -19,6 +19,7 @@ from eventstore import (
     InvalidAppendError,
     MemoryEventStore,
     NewEvent,
+    StreamAppend,
     Subscription,
 )
 from eventstore.postgres import PostgresEventStore, StoreSettings
@@ -251,3 +252,68 @@ async def test_subscription_catches_up_then_follows_live(store: Any) -> None:
     await store.append("contact-default:s8", [ev(n=8)], NO_STREAM)
     await Subscription(store, "live", collect).catch_up()
     assert resumed == [8]  # from the checkpoint: no gap, no repeat
+
+
+A1 = "agent-default:a1"
+
+
+async def test_append_many_writes_every_part_in_one_transaction(store: Any) -> None:
+    await store.append(S1, [ev()], NO_STREAM)
+    results = await store.append_many([StreamAppend(S1, [ev(n=2)], 1), StreamAppend(A1, [ev("AgentReserved")], NO_STREAM)])
+    assert [r.versions for r in results] == [(2,), (1,)]
+    log = await store.read_log(LOG_START)
+    assert log[-1].tx_id == log[-2].tx_id  # one transaction
+
+
+async def test_append_many_writes_nothing_when_one_part_is_stale(store: Any) -> None:
+    await store.append(S1, [ev()], NO_STREAM)
+    await store.append(A1, [ev()], NO_STREAM)
+    with pytest.raises(ConcurrencyError) as info:
+        await store.append_many([StreamAppend(S1, [ev()], 1), StreamAppend(A1, [ev()], NO_STREAM)])
+    assert info.value.stream_id == A1
+    assert await log_size(store) == 2
+
+
+async def test_append_many_version_checks_without_events(store: Any) -> None:
+    leader = "router-default:leader"
+    await store.append(leader, [ev("LeaderElected")], NO_STREAM)
+    ok = await store.append_many([StreamAppend(S1, [ev()], NO_STREAM), StreamAppend(leader, [], 1)])
+    assert ok[1].versions == ()
+    await store.append(leader, [ev("LeaderElected")], 1)  # a new leader: the old epoch is stale
+    with pytest.raises(ConcurrencyError):
+        await store.append_many([StreamAppend(S2, [ev()], NO_STREAM), StreamAppend(leader, [], 1)])
+    assert await store.stream_version(S2) == 0
+
+
+async def test_append_many_repeat_is_idempotent_and_partial_repeat_is_an_error(store: Any) -> None:
+    group = [StreamAppend(S1, [ev()], NO_STREAM), StreamAppend(A1, [ev()], NO_STREAM)]
+    first = await store.append_many(group)
+    again = await store.append_many(group)
+    assert [r.positions for r in again] == [r.positions for r in first] and all(r.duplicate for r in again)
+    with pytest.raises(DuplicateEventError):
+        await store.append_many([group[0], StreamAppend(S2, [ev()], NO_STREAM)])
+    assert await log_size(store) == 2
+
+
+@pytest.mark.parametrize("parts,field", [
+    ([], "appends"),
+    ([StreamAppend(S1, [], ANY)], "appends"),
+    ([StreamAppend(S1, [ev()], ANY), StreamAppend(S1, [ev()], ANY)], "appends"),
+    ([StreamAppend(S1, [ev()], ANY), StreamAppend("bad id", [ev()], ANY)], "appends[1].stream_id"),
+])
+async def test_append_many_bad_input(store: Any, parts: list[Any], field: str) -> None:
+    with pytest.raises(InvalidAppendError) as info:
+        await store.append_many(parts)
+    assert info.value.field == field
+    assert await log_size(store) == 0
+
+
+async def test_concurrent_groups_never_overfill(store: Any) -> None:
+    """Twenty offers race for one agent's single slot, each based on the same agent version."""
+    await store.append(A1, [ev("AgentRegistered")], NO_STREAM)
+    offers = [store.append_many([StreamAppend(f"contact-default:r{i}", [ev("OfferMade")], ANY),
+                                 StreamAppend(A1, [ev("AgentReserved")], 1)]) for i in range(20)]
+    outcomes = await asyncio.gather(*offers, return_exceptions=True)
+    assert sum(not isinstance(o, Exception) for o in outcomes) == 1
+    assert await store.stream_version(A1) == 2
+    assert await log_size(store) == 3
