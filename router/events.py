@@ -8,6 +8,7 @@ CustomerAbandoned, ContactEnded, GatewayEventIgnored) and the router's:
 |---|---|
 | ContactQueued | contact_id, queue_id, rule_id, policy_version, priority, requirements, plan (RoutingPlan.to_json()), queued_at_s |
 | ContactUnroutable | contact_id, reason (no rule matches, or no agent on the roster could ever serve it), details |
+| ContactUnservable | contact_id, gaps (why no agent on the roster could serve it): reported, it still waits |
 | ContactRequeued | contact_id, queue_id, requirements, priority, reason (overflow, transfer, relax...), step |
 | OfferMade | offer_id, contact_id, agent_id, channel, expires_at_s, offered_at_s, reasons, considered, epoch |
 | OfferAccepted | offer_id, contact_id, agent_id, at_s |
@@ -51,6 +52,7 @@ from typing import Final
 CONTACT_QUEUED: Final = "ContactQueued"
 CONTACT_UNROUTABLE: Final = "ContactUnroutable"
 CONTACT_REQUEUED: Final = "ContactRequeued"
+CONTACT_UNSERVABLE: Final = "ContactUnservable"
 OFFER_MADE: Final = "OfferMade"
 OFFER_ACCEPTED: Final = "OfferAccepted"
 OFFER_REJECTED: Final = "OfferRejected"

@@ -1,0 +1,182 @@
+"""What an agent's desk asks for, and the router's reactions to what customers do.
+
+Pure: each function checks the request against the state and returns a Decision (or
+raises CommandError with a code for the desk's `error` frame). Nothing changes until
+the service appends the decision at the versions it was based on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policies.plan import Requirement, RequirementKind
+from policies.vocabulary import Channel, Presence
+
+from . import events as ev
+from .decide import Decision, Part, merge, requirements_of
+from .state import ASSIGNED, DONE, AgentState, ContactState, Offer, RouterState
+
+DEFAULT_WRAPUP_S = 30.0
+
+
+class CommandError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def close_offer(state: RouterState, offer: Offer, event_type: str, reason: str, now_s: float) -> Decision:
+    contact = state.contacts[offer.contact_id]
+    agent = state.agents[offer.agent_id]
+    data = {"offer_id": offer.offer_id, "contact_id": offer.contact_id, "agent_id": offer.agent_id,
+            "reason": reason, "at_s": now_s}
+    released = {"agent_id": agent.agent_id, "offer_id": offer.offer_id, "contact_id": offer.contact_id,
+                "channel": offer.channel.value, "reason": _release_reason(event_type), "at_s": now_s}
+    return Decision("close_offer", (Part(contact.stream_id, contact.version, ((event_type, data),)),
+                                    Part(agent.stream_id, agent.version, ((ev.AGENT_RELEASED, released),))),
+                    contact.contact_id, agent.agent_id)
+
+
+def _release_reason(event_type: str) -> str:
+    return {ev.OFFER_EXPIRED: "expired", ev.OFFER_REJECTED: "rejected"}.get(event_type, "revoked")
+
+
+def _agent(state: RouterState, agent_id: str) -> AgentState:
+    agent = state.agents.get(agent_id)
+    if agent is None or agent.profile is None:
+        raise CommandError("unknown_agent", f"no agent {agent_id!r}")
+    return agent
+
+
+def _own_offer(state: RouterState, agent_id: str, offer_id: object, now_s: float) -> Offer:
+    if not isinstance(offer_id, str) or not offer_id:
+        raise CommandError("invalid_message", "offer_id is required")
+    offer = state.offers.get(offer_id)
+    if offer is None:
+        raise CommandError("offer_not_pending", "this offer is not pending any more (taken, expired or revoked)")
+    if offer.agent_id != agent_id:
+        raise CommandError("not_your_offer", "this offer was made to another agent")
+    if now_s >= offer.expires_at_s:
+        raise CommandError("offer_expired", "this offer has expired")
+    return offer
+
+
+def accept(state: RouterState, agent_id: str, offer_id: object, now_s: float) -> Decision:
+    offer = _own_offer(state, agent_id, offer_id, now_s)
+    contact, agent = state.contacts[offer.contact_id], state.agents[agent_id]
+    if contact.status == DONE:
+        raise CommandError("contact_ended", "the customer has left; this offer is being withdrawn")
+    base = {"offer_id": offer.offer_id, "contact_id": contact.contact_id, "agent_id": agent_id, "at_s": now_s}
+    assigned = {**base, "channel": offer.channel.value, "queue_id": contact.queue_id,
+                "waited_s": round(now_s - contact.queued_at_s, 3)}
+    engaged = {**base, "channel": offer.channel.value}
+    return Decision("accept", (Part(contact.stream_id, contact.version,
+                                    ((ev.OFFER_ACCEPTED, base), (ev.CONTACT_ASSIGNED, assigned))),
+                               Part(agent.stream_id, agent.version, ((ev.AGENT_ENGAGED, engaged),))),
+                    contact.contact_id, agent_id)
+
+
+def reject(state: RouterState, agent_id: str, offer_id: object, reason: object, now_s: float) -> Decision:
+    offer = _own_offer(state, agent_id, offer_id, now_s)
+    text = reason if isinstance(reason, str) and reason else "rejected by the agent"
+    return close_offer(state, offer, ev.OFFER_REJECTED, text[:200], now_s)
+
+
+def _held_contact(state: RouterState, agent_id: str, contact_id: object) -> ContactState:
+    contact = state.contacts.get(contact_id) if isinstance(contact_id, str) else None
+    agent = state.agents[agent_id]
+    if contact is None or contact_id not in agent.contacts:
+        raise CommandError("not_your_contact", "you do not hold this contact")
+    return contact
+
+
+def _wrapup_s(contact: ContactState) -> float:
+    return contact.plan.wrapup_s if contact.plan is not None else DEFAULT_WRAPUP_S
+
+
+def _free(agent: AgentState, contact: ContactState, reason: str, now_s: float) -> tuple[tuple[str, dict[str, Any]], ...]:
+    channel = agent.contacts.get(contact.contact_id, Channel.PHONE).value
+    freed = {"agent_id": agent.agent_id, "contact_id": contact.contact_id, "channel": channel,
+             "reason": reason, "at_s": now_s}
+    wrapup = {"agent_id": agent.agent_id, "contact_id": contact.contact_id, "at_s": now_s,
+              "until_s": now_s + _wrapup_s(contact)}
+    return ((ev.AGENT_FREED, freed), (ev.AGENT_WRAPUP_STARTED, wrapup))
+
+
+def complete(state: RouterState, agent_id: str, contact_id: object, disposition: object, now_s: float) -> Decision:
+    _agent(state, agent_id)
+    contact = _held_contact(state, agent_id, contact_id)
+    if not isinstance(disposition, str) or not disposition.strip():
+        raise CommandError("invalid_message", "disposition is required (e.g. 'resolved', 'follow_up')")
+    agent = state.agents[agent_id]
+    data = {"contact_id": contact.contact_id, "agent_id": agent_id, "disposition": disposition[:100], "at_s": now_s}
+    return Decision("complete", (Part(contact.stream_id, contact.version, ((ev.CONTACT_COMPLETED, data),)),
+                                 Part(agent.stream_id, agent.version, _free(agent, contact, "completed", now_s))),
+                    contact.contact_id, agent_id)
+
+
+def end_wrapup(agent: AgentState, now_s: float, reason: str) -> Decision:
+    data = {"agent_id": agent.agent_id, "at_s": now_s, "reason": reason}
+    return Decision("wrapup_end", (Part(agent.stream_id, agent.version, ((ev.AGENT_WRAPUP_ENDED, data),)),),
+                    agent_id=agent.agent_id)
+
+
+def wrapup_done(state: RouterState, agent_id: str, now_s: float) -> Decision:
+    agent = _agent(state, agent_id)
+    if agent.wrapup_until_s is None:
+        raise CommandError("not_in_wrapup", "you are not in wrap-up")
+    return end_wrapup(agent, now_s, "the agent finished wrap-up")
+
+
+def set_presence(state: RouterState, agent_id: str, wanted: object, reason: object, now_s: float) -> Decision:
+    agent = _agent(state, agent_id)
+    if wanted not in ("available", "away"):
+        raise CommandError("invalid_state", "state must be 'available' or 'away'")
+    presence = Presence(wanted)
+    data = {"agent_id": agent_id, "state": presence.value, "at_s": now_s,
+            "reason": reason[:200] if isinstance(reason, str) else ""}
+    decisions = [Decision("presence", (Part(agent.stream_id, agent.version, ((ev.AGENT_STATE_CHANGED, data),)),),
+                          agent_id=agent_id)]
+    if presence is Presence.AWAY:  # offers still pending would only expire: hand them on now
+        decisions += [close_offer(state, o, ev.OFFER_REVOKED, "agent went away", now_s) for o in agent.offers.values()]
+    return merge("presence", decisions)
+
+
+def transfer(state: RouterState, agent_id: str, contact_id: object, to_queue: object, to_agent: object,
+             note: object, now_s: float) -> Decision:
+    agent = _agent(state, agent_id)
+    contact = _held_contact(state, agent_id, contact_id)
+    if bool(to_queue) == bool(to_agent) or not isinstance(to_queue or to_agent, str):
+        raise CommandError("invalid_message", "give exactly one of to_queue or to_agent")
+    if to_agent and (to_agent not in state.agents or to_agent == agent_id):
+        raise CommandError("unknown_agent", f"cannot transfer to agent {to_agent!r}")
+    hard = tuple(r for r in requirements_of(contact) if r.hard and r.kind is not RequirementKind.AGENT)
+    target = (Requirement(RequirementKind.AGENT, str(to_agent), hard=True),) if to_agent else ()
+    base = {"contact_id": contact.contact_id, "at_s": now_s}
+    moved = {**base, "from_agent": agent_id, "to_queue": to_queue or None, "to_agent": to_agent or None,
+             "note": note[:1000] if isinstance(note, str) else ""}
+    requeued = {**base, "queue_id": to_queue or contact.queue_id, "requirements": [r.to_json() for r in hard + target],
+                "reason": "transfer", "priority_boost": 100.0}
+    return Decision("transfer", (
+        Part(contact.stream_id, contact.version, ((ev.CONTACT_TRANSFERRED, moved), (ev.CONTACT_REQUEUED, requeued))),
+        Part(agent.stream_id, agent.version, _free(agent, contact, "transferred", now_s))),
+        contact.contact_id, agent_id)
+
+
+def reactions(state: RouterState, contact: ContactState, now_s: float) -> list[Decision]:
+    """A customer who left: revoke a pending offer, or free the agent who had the contact."""
+    if contact.status != DONE:
+        return []
+    if contact.offer is not None and contact.offer.offer_id in state.offers:
+        return [close_offer(state, contact.offer, ev.OFFER_REVOKED, "the customer left", now_s)]
+    agent = state.agents.get(contact.agent_id or "")
+    if agent is not None and contact.contact_id in agent.contacts:
+        return [Decision("customer_left", (Part(agent.stream_id, agent.version,
+                                                _free(agent, contact, "the customer ended the contact", now_s)),),
+                         contact.contact_id, agent.agent_id)]
+    return []
+
+
+__all__ = ["ASSIGNED", "CommandError", "accept", "complete", "reactions", "reject", "set_presence", "transfer",
+           "wrapup_done"]

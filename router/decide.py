@@ -1,0 +1,287 @@
+"""Routing decisions: pure functions of (state, policy, now) that say what to append.
+
+No I/O, no clock, no randomness: ids are derived from what is decided. A Decision
+names every stream it writes and the version it was based on; the service appends
+its parts atomically, so a decision made on stale state fails instead of landing.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from policies.eligibility import ineligibility, sort_key
+from policies.engine import CompiledPolicy, NoMatchingRule, evaluate
+from policies.plan import Requirement, RequirementKind, RoutingPlan, requirements_at
+from policies.vocabulary import AgentSnapshot, Channel, ContactFacts, Presence, Strategy
+
+from . import events as ev
+from .state import ContactState, RouterState
+
+_IDS = uuid.UUID("8f6d3c1e-2b7a-4e59-9d4f-0c1a2b3c4d5e")
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    stream_id: str
+    expected_version: int
+    events: tuple[tuple[str, dict[str, Any]], ...] = ()  # none: only check the version
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    kind: str
+    parts: tuple[Part, ...]
+    contact_id: str | None = None
+    agent_id: str | None = None
+
+
+def merge(kind: str, decisions: Iterable[Decision]) -> Decision:
+    """One atomic decision from several made on the same state: parts on the same stream
+    (all based on the same version) have their events appended one after the other."""
+    merged: dict[str, Part] = {}
+    contact_id = agent_id = None
+    for decision in decisions:
+        contact_id = contact_id or decision.contact_id
+        agent_id = agent_id or decision.agent_id
+        for part in decision.parts:
+            known = merged.get(part.stream_id)
+            merged[part.stream_id] = part if known is None else Part(
+                part.stream_id, known.expected_version, known.events + part.events)
+    return Decision(kind, tuple(merged.values()), contact_id, agent_id)
+
+
+def derived_id(*parts: object) -> str:
+    return str(uuid.uuid5(_IDS, ":".join(str(p) for p in parts)))
+
+
+# -- what is in force for a waiting contact -------------------------------------------------
+
+
+def applied_until_s(contact: ContactState) -> float:
+    """The waiting time up to which escalation steps have been applied (by their events)."""
+    plan = contact.plan
+    if plan is None or contact.steps_done == 0:
+        return 0.0
+    return plan.escalations[min(contact.steps_done, len(plan.escalations)) - 1].after_s
+
+
+def requirements_of(contact: ContactState) -> tuple[Requirement, ...]:
+    if contact.requirements is not None:
+        return contact.requirements
+    assert contact.plan is not None
+    return requirements_at(contact.plan, applied_until_s(contact))
+
+
+def priority_of(contact: ContactState, now_s: float) -> float:
+    plan = contact.plan
+    assert plan is not None
+    waited_s = max(0.0, now_s - contact.queued_at_s)
+    raised = sum(s.priority_delta for s in plan.escalations[: contact.steps_done])
+    return plan.priority + plan.priority_growth_per_min * waited_s / 60.0 + raised + contact.priority_boost
+
+
+# -- placing a contact --------------------------------------------------------------------
+
+
+def place(state: RouterState, contact: ContactState, policy: CompiledPolicy, now_s: float) -> Decision:
+    """Evaluate the policy for an arrived contact (or one whose intent changed while waiting)."""
+    assert contact.facts is not None
+    base = {"contact_id": contact.contact_id, "at_s": now_s}
+    try:
+        plan = evaluate(policy, contact.facts, now_s)
+    except NoMatchingRule as exc:
+        data = {**base, "reason": "no rule of the active policy matches this contact", "details": str(exc),
+                "policy_version": policy.version}
+        return Decision("unroutable", (Part(contact.stream_id, contact.version, ((ev.CONTACT_UNROUTABLE, data),)),),
+                        contact.contact_id)
+    queued_at_s = contact.queued_at_s if contact.plan is not None else now_s
+    queued = {
+        **base, "queue_id": plan.queue_id, "rule_id": plan.rule_id, "policy_version": plan.policy_version,
+        "priority": plan.priority, "requirements": [r.to_json() for r in plan.requirements],
+        "plan": plan.to_json(), "queued_at_s": queued_at_s,
+    }
+    events: list[tuple[str, dict[str, Any]]] = [(ev.CONTACT_QUEUED, queued)]
+    gaps = servability_gaps(state, contact.facts, plan)
+    if gaps:
+        events.append((ev.CONTACT_UNSERVABLE, {**base, "gaps": gaps}))
+    return Decision("place", (Part(contact.stream_id, contact.version, tuple(events)),), contact.contact_id)
+
+
+def servability_gaps(state: RouterState, facts: ContactFacts, plan: RoutingPlan) -> list[str]:
+    """Why no agent on the roster could ever take this contact, even after every escalation
+    step; [] when at least one could (presence and load aside)."""
+    final = requirements_at(plan, math.inf)
+    for agent_id in _requirement_set(state, final):
+        snap = state.agents[agent_id].snapshot
+        if snap is not None and _qualifies(snap, final, facts.channel):
+            return []
+    wanted = ", ".join(r.describe() for r in final) or "no requirement"
+    return [f"no agent on the roster serves {facts.channel.value} with {wanted}"]
+
+
+def _qualifies(snap: AgentSnapshot, requirements: Iterable[Requirement], channel: Channel) -> bool:
+    """Skills, languages and channel, whatever the agent is doing now."""
+    reasons = ineligibility(_as_free(snap), tuple(requirements), _CHANNEL_ONLY[channel])
+    return not reasons
+
+
+def _as_free(snap: AgentSnapshot) -> AgentSnapshot:
+    return AgentSnapshot(snap.profile, Presence.AVAILABLE, {}, 0, snap.idle_since_s, False, 0)
+
+
+_CHANNEL_ONLY = {ch: ContactFacts(contact_id="-", channel=ch) for ch in Channel}
+
+
+# -- offers ---------------------------------------------------------------------------------
+
+
+def next_offers(state: RouterState, now_s: float, limit: int = 1000) -> list[Decision]:
+    """Offer the best waiting contacts to the best free agents, one offer per contact.
+
+    Contacts are taken by priority (with aging), then by time waited; each gets the
+    best eligible free agent by its policy's strategy. An agent freed by anything gets
+    the best contact it can serve, because every waiting contact is considered here.
+    """
+    decisions: list[Decision] = []
+    taken: Counter[str] = Counter()
+    waiting = sorted(state.waiting(), key=lambda c: (-priority_of(c, now_s), c.queued_at_s, c.contact_id))
+    for contact in waiting:
+        assert contact.facts is not None
+        if not state.available[contact.facts.channel]:
+            continue
+        choice = pick_agent(state, contact, now_s, taken)
+        if choice is not None:
+            snap, considered = choice
+            taken[snap.agent_id] += 1
+            decisions.append(offer(state, contact, snap, now_s, considered))
+            if len(decisions) >= limit:
+                break
+    return decisions
+
+
+def pick_agent(
+    state: RouterState, contact: ContactState, now_s: float, taken: Counter[str]
+) -> tuple[AgentSnapshot, dict[str, Any]] | None:
+    assert contact.plan is not None and contact.facts is not None
+    facts, plan = contact.facts, contact.plan
+    requirements = requirements_of(contact)
+    skipped: Counter[str] = Counter()
+    first = _first_choice(state, contact, requirements, taken, skipped)
+    if first is not None:
+        return first, _considered(plan.strategy, skipped, first, "the customer's own agent first")
+    ordered = plan.strategy in (Strategy.LONGEST_IDLE, Strategy.DEDICATED_FIRST, Strategy.LAST_AGENT_FIRST)
+    driving = _driving_ids(state, requirements, facts.channel, ordered_available=ordered)
+    best: AgentSnapshot | None = None
+    key = sort_key(plan.strategy, requirements, facts)
+    for agent_id in driving:
+        snap = _eligible(state, contact, agent_id, requirements, taken, skipped)
+        if snap is None:
+            continue
+        if ordered and driving is state.available[facts.channel]:
+            best = snap  # the index is in idle order: the first eligible is the longest idle
+            break
+        if best is None or key(snap) < key(best):
+            best = snap
+    if best is None:
+        return None
+    return best, _considered(plan.strategy, skipped, best, f"best by {plan.strategy.value}")
+
+
+def _first_choice(state: RouterState, contact: ContactState, requirements: tuple[Requirement, ...],
+                  taken: Counter[str], skipped: Counter[str]) -> AgentSnapshot | None:
+    assert contact.plan is not None and contact.facts is not None
+    strategy, facts = contact.plan.strategy, contact.facts
+    wanted = facts.dedicated_agent if strategy is Strategy.DEDICATED_FIRST else (
+        facts.last_agent if strategy is Strategy.LAST_AGENT_FIRST else None)
+    if wanted is None or wanted not in state.agents:
+        return None
+    return _eligible(state, contact, wanted, requirements, taken, skipped)
+
+
+def _eligible(state: RouterState, contact: ContactState, agent_id: str, requirements: tuple[Requirement, ...],
+              taken: Counter[str], skipped: Counter[str]) -> AgentSnapshot | None:
+    assert contact.facts is not None
+    agent = state.agents.get(agent_id)
+    snap = agent.snapshot if agent is not None else None
+    if snap is None:
+        return None
+    if agent_id in contact.tried:
+        skipped["already offered this contact"] += 1
+        return None
+    if taken[agent_id] and not _room_after(snap, contact.facts.channel, taken[agent_id]):
+        skipped["taken by a higher-priority contact in this round"] += 1
+        return None
+    reasons = ineligibility(snap, requirements, contact.facts)
+    if reasons:
+        skipped[reasons[0]] += 1
+        return None
+    return snap
+
+
+def _room_after(snap: AgentSnapshot, channel: Channel, extra: int) -> bool:
+    used = snap.load.get(channel, 0) + snap.pending_offers + extra
+    return used < snap.profile.channels.get(channel, 0) and snap.total_load + extra < snap.profile.total_capacity
+
+
+def _requirement_sets(state: RouterState, requirements: Iterable[Requirement]) -> list[Any]:
+    options: list[Any] = []
+    for req in requirements:
+        if req.kind is RequirementKind.SKILL:
+            options.append(state.skill_index.get(req.name, set()))
+        elif req.kind is RequirementKind.LANGUAGE:
+            options.append(state.language_index.get(req.name, set()))
+        elif req.kind is RequirementKind.AGENT:
+            options.append({req.name} if req.name in state.agents else set())
+    return options
+
+
+def _requirement_set(state: RouterState, requirements: Iterable[Requirement]) -> Iterable[str]:
+    """The smallest index set holding every agent that meets the requirements (all agents if none)."""
+    return min(_requirement_sets(state, requirements), key=len, default=state.agents)
+
+
+def _driving_ids(state: RouterState, requirements: Iterable[Requirement], channel: Channel,
+                 *, ordered_available: bool) -> Iterable[str]:
+    """The smallest set that must contain every eligible agent: free agents on the channel,
+    or the agents having one required skill, language or identity."""
+    options = _requirement_sets(state, requirements)
+    available = state.available[channel]
+    if ordered_available:
+        # Walking free agents in idle order stops at the first eligible one; only a much
+        # smaller requirement set (e.g. the few who sign) is worth scanning whole instead.
+        smallest = min(options, key=len, default=None)
+        return smallest if smallest is not None and len(smallest) * 8 < len(available) else available
+    return min([available, *options], key=len)
+
+
+def _considered(strategy: Strategy, skipped: Counter[str], chosen: AgentSnapshot, why: str) -> dict[str, Any]:
+    return {"strategy": strategy.value, "chosen": chosen.agent_id, "why": why,
+            "not_chosen": dict(skipped.most_common(8)), "idle_since_s": chosen.idle_since_s}
+
+
+def offer(state: RouterState, contact: ContactState, snap: AgentSnapshot, now_s: float,
+          considered: dict[str, Any]) -> Decision:
+    assert contact.plan is not None and contact.facts is not None
+    agent = state.agents[snap.agent_id]
+    offer_id = derived_id("offer", contact.contact_id, contact.version)
+    expires_at_s = now_s + contact.plan.offer_timeout_s
+    channel = contact.facts.channel.value
+    made = {
+        "offer_id": offer_id, "contact_id": contact.contact_id, "agent_id": snap.agent_id, "channel": channel,
+        "offered_at_s": now_s, "expires_at_s": expires_at_s, "queue_id": contact.queue_id,
+        "priority": round(priority_of(contact, now_s), 3),
+        "reasons": [f"rule {contact.plan.rule_id} (policy v{contact.plan.policy_version})",
+                    f"requirements: {', '.join(r.describe() for r in requirements_of(contact)) or 'none'}",
+                    considered["why"]],
+        "considered": considered,
+    }
+    reserved = {"agent_id": snap.agent_id, "offer_id": offer_id, "contact_id": contact.contact_id,
+                "channel": channel, "at_s": now_s}
+    return Decision("offer", (Part(contact.stream_id, contact.version, ((ev.OFFER_MADE, made),)),
+                              Part(agent.stream_id, agent.version, ((ev.AGENT_RESERVED, reserved),))),
+                    contact.contact_id, snap.agent_id)

@@ -1,0 +1,322 @@
+"""The router's state: a fold of the log, with the indexes routing decisions need.
+
+Pure: `RouterState.apply(event)` reads nothing but the event; it never looks at the
+clock, the database or a socket. Events are applied once per stream version, so the
+router may apply its own decisions as soon as they are stored and skip them when the
+subscription delivers them again.
+
+The indexes (agents available per channel in the order they became free, agents per
+skill and per language) let a decision look at a handful of agents instead of all.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from channels.events import facts_from_data
+from eventstore import RecordedEvent
+from policies.plan import Requirement, RoutingPlan
+from policies.vocabulary import AgentProfile, AgentSnapshot, Channel, ContactFacts, Presence
+
+from . import events as ev
+from .plancodec import plan_from_json
+
+WAITING, OFFERED, ASSIGNED, DONE, UNROUTABLE, NEW = "waiting", "offered", "assigned", "done", "unroutable", "new"
+
+
+@dataclass(slots=True)
+class Offer:
+    offer_id: str
+    contact_id: str
+    agent_id: str
+    channel: Channel
+    offered_at_s: float
+    expires_at_s: float
+
+
+@dataclass(slots=True)
+class ContactState:
+    contact_id: str
+    stream_id: str
+    version: int = 0
+    facts: ContactFacts | None = None
+    status: str = NEW
+    plan: RoutingPlan | None = None
+    queued_at_s: float = 0.0
+    queue_id: str | None = None
+    requirements: tuple[Requirement, ...] | None = None  # set by a transfer: replaces the plan's
+    priority_boost: float = 0.0
+    steps_done: int = 0
+    offer: Offer | None = None
+    tried: set[str] = field(default_factory=set)
+    agent_id: str | None = None
+    sla_breached: bool = False
+    deadlines_done: set[str] = field(default_factory=set)
+    end_reason: str | None = None
+
+
+@dataclass(slots=True)
+class AgentState:
+    agent_id: str
+    stream_id: str
+    version: int = 0
+    profile: AgentProfile | None = None
+    presence: Presence = Presence.OFFLINE
+    connected: bool = False
+    disconnected_at_s: float | None = None
+    contacts: dict[str, Channel] = field(default_factory=dict)
+    offers: dict[str, Offer] = field(default_factory=dict)
+    wrapup_until_s: float | None = None
+    idle_since_s: float = 0.0
+    indexed_idle_s: float = -1.0  # idle_since_s when the agent took its place in the index
+    missed_in_row: int = 0
+    token_sha256: str | None = None
+    snapshot: AgentSnapshot | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A finished wait, for the live figures: answered (assigned) or abandoned."""
+
+    at_s: float
+    queue_id: str
+    answered: bool
+    waited_s: float
+    within_sla: bool
+
+
+class RouterState:
+    def __init__(self, outcome_window: int = 200_000) -> None:
+        self.contacts: dict[str, ContactState] = {}
+        self.agents: dict[str, AgentState] = {}
+        self.offers: dict[str, Offer] = {}
+        self.available: dict[Channel, dict[str, None]] = {ch: {} for ch in Channel}
+        self.skill_index: dict[str, set[str]] = {}
+        self.language_index: dict[str, set[str]] = {}
+        self.tokens: dict[str, str] = {}
+        self.leader_version = 0
+        self.outcomes: deque[Outcome] = deque(maxlen=outcome_window)
+        self.touched_contacts: set[str] = set()
+        self.touched_agents: set[str] = set()
+
+    # -- applying events ------------------------------------------------------------------
+
+    def apply(self, event: RecordedEvent) -> bool:
+        """Fold one event in; False when it was applied already (or is not the router's)."""
+        category = event.stream_id.split("-", 1)[0]
+        if category == "contact":
+            return self._apply_contact(event)
+        if category == "agent":
+            return self._apply_agent(event)
+        if category == "router" and event.type == ev.LEADER_ELECTED:
+            self.leader_version = max(self.leader_version, event.version)
+        return False
+
+    def _apply_contact(self, event: RecordedEvent) -> bool:
+        key = event.stream_id.split(":", 1)[1]
+        contact = self.contacts.get(key) or self.contacts.setdefault(key, ContactState(key, event.stream_id))
+        if event.version <= contact.version:
+            return False
+        contact.version = event.version
+        handler = _CONTACT_HANDLERS.get(event.type)
+        if handler is not None:
+            handler(self, contact, event.data)
+            self.touched_contacts.add(key)
+        return True
+
+    def _apply_agent(self, event: RecordedEvent) -> bool:
+        key = event.stream_id.split(":", 1)[1]
+        agent = self.agents.get(key) or self.agents.setdefault(key, AgentState(key, event.stream_id))
+        if event.version <= agent.version:
+            return False
+        agent.version = event.version
+        handler = _AGENT_HANDLERS.get(event.type)
+        if handler is not None:
+            handler(self, agent, event.data)
+            self.refresh(agent)
+        return True
+
+    # -- agents: snapshot and indexes -----------------------------------------------------
+
+    def refresh(self, agent: AgentState) -> None:
+        """Rebuild the agent's snapshot and its place in the availability index."""
+        self.touched_agents.add(agent.agent_id)
+        if agent.profile is None:
+            return
+        load: dict[Channel, int] = {}
+        for channel in agent.contacts.values():
+            load[channel] = load.get(channel, 0) + 1
+        agent.snapshot = AgentSnapshot(
+            profile=agent.profile, presence=agent.presence, load=load, pending_offers=len(agent.offers),
+            idle_since_s=agent.idle_since_s, in_wrapup=agent.wrapup_until_s is not None,
+            missed_offers=agent.missed_in_row,
+        )
+        moved = agent.idle_since_s != agent.indexed_idle_s
+        for channel in Channel:
+            index = self.available[channel]
+            if not self._has_room(agent.snapshot, channel):
+                index.pop(agent.agent_id, None)
+                continue
+            if moved:
+                index.pop(agent.agent_id, None)
+            if agent.agent_id not in index:
+                # Joins at the end: idle_since_s only grows, so the index stays in idle order
+                # and the longest idle agent is always first.
+                index[agent.agent_id] = None
+        agent.indexed_idle_s = agent.idle_since_s
+
+    @staticmethod
+    def _has_room(snap: AgentSnapshot, channel: Channel) -> bool:
+        capacity = snap.profile.channels.get(channel, 0)
+        if capacity <= 0 or snap.presence is not Presence.AVAILABLE or snap.in_wrapup:
+            return False
+        used = snap.load.get(channel, 0) + snap.pending_offers
+        return used < capacity and snap.total_load < snap.profile.total_capacity
+
+    def index_profile(self, agent: AgentState, old: AgentProfile | None) -> None:
+        if old is not None:
+            for skill in old.skills:
+                self.skill_index.get(skill, set()).discard(agent.agent_id)
+            for language in old.languages:
+                self.language_index.get(language, set()).discard(agent.agent_id)
+        assert agent.profile is not None
+        for skill, level in agent.profile.skills.items():
+            if level > 0:
+                self.skill_index.setdefault(skill, set()).add(agent.agent_id)
+        for language in agent.profile.languages:
+            self.language_index.setdefault(language, set()).add(agent.agent_id)
+
+    def waiting(self) -> list[ContactState]:
+        return [c for c in self.contacts.values() if c.status == WAITING and c.plan is not None]
+
+    def forget_done(self, keep: Callable[[ContactState], bool]) -> int:
+        """Drop finished contacts from memory (the log keeps them); returns how many."""
+        done = [k for k, c in self.contacts.items() if c.status in (DONE, UNROUTABLE) and not keep(c)]
+        for key in done:
+            del self.contacts[key]
+        return len(done)
+
+
+# -- contact events -----------------------------------------------------------------------
+
+Data = Mapping[str, Any]
+
+
+def _arrived(state: RouterState, contact: ContactState, data: Data) -> None:
+    contact.facts = facts_from_data(data)
+
+
+def _intent_changed(state: RouterState, contact: ContactState, data: Data) -> None:
+    if contact.facts is not None:
+        from policies.vocabulary import Intent
+
+        contact.facts = replace(contact.facts, intent=Intent(data["intent"]),
+                                repeat_count=int(data.get("repeat_count", contact.facts.repeat_count)))
+
+
+def _queued(state: RouterState, contact: ContactState, data: Data) -> None:
+    contact.plan = plan_from_json(data["plan"])
+    contact.queue_id = data["queue_id"]
+    contact.queued_at_s = float(data["queued_at_s"])
+    contact.requirements = None
+    contact.steps_done = 0
+    if contact.status in (NEW, WAITING):
+        contact.status = WAITING
+
+
+def _requeued(state: RouterState, contact: ContactState, data: Data) -> None:
+    from .plancodec import requirement_from_json
+
+    contact.queue_id = data["queue_id"]
+    contact.requirements = tuple(requirement_from_json(r) for r in data["requirements"])
+    contact.priority_boost += float(data.get("priority_boost", 0.0))
+    contact.tried.clear()
+    contact.agent_id = None
+    contact.status = WAITING
+
+
+def _unroutable(state: RouterState, contact: ContactState, data: Data) -> None:
+    contact.status = UNROUTABLE
+
+
+def _escalated(state: RouterState, contact: ContactState, data: Data) -> None:
+    contact.steps_done = max(contact.steps_done, int(data["step"]) + 1)
+    contact.queue_id = data.get("queue_id", contact.queue_id)  # an overflow or escalation moves it
+
+
+def _sla_breached(state: RouterState, contact: ContactState, data: Data) -> None:
+    contact.sla_breached = True
+
+
+def _offer_made(state: RouterState, contact: ContactState, data: Data) -> None:
+    offer = Offer(data["offer_id"], contact.contact_id, data["agent_id"], Channel(data["channel"]),
+                  float(data["offered_at_s"]), float(data["expires_at_s"]))
+    state.offers[offer.offer_id] = offer
+    contact.offer = offer
+    contact.status = OFFERED
+
+
+def _offer_closed(state: RouterState, contact: ContactState, data: Data) -> None:
+    """Rejected, expired or revoked: the contact waits again, not for that agent."""
+    state.offers.pop(data["offer_id"], None)
+    if contact.offer is not None and contact.offer.offer_id == data["offer_id"]:
+        contact.offer = None
+        contact.tried.add(data["agent_id"])
+        if contact.status == OFFERED:
+            contact.status = WAITING
+
+
+def _assigned(state: RouterState, contact: ContactState, data: Data) -> None:
+    state.offers.pop(data["offer_id"], None)
+    contact.offer = None
+    contact.agent_id = data["agent_id"]
+    contact.status = ASSIGNED
+    if contact.plan is not None and contact.queue_id is not None:
+        waited_s = float(data["waited_s"])
+        state.outcomes.append(Outcome(float(data["at_s"]), contact.queue_id, True, waited_s,
+                                      waited_s <= contact.plan.answer_within_s))
+
+
+def _finished(state: RouterState, contact: ContactState, data: Data) -> None:
+    """Completed by the agent, or ended/abandoned by the customer."""
+    if contact.status in (WAITING, OFFERED) and contact.plan is not None and contact.queue_id is not None:
+        at_s = float(data.get("at_s", contact.queued_at_s))
+        waited_s = float(data.get("waited_s", 0.0))
+        state.outcomes.append(Outcome(at_s, contact.queue_id, False, waited_s, False))
+    contact.end_reason = contact.end_reason or data.get("cause") or data.get("disposition") or "ended"
+    contact.status = DONE
+
+
+def _deadline_due(state: RouterState, contact: ContactState, data: Data) -> None:
+    contact.deadlines_done.add(data["name"])
+
+
+def _transferred(state: RouterState, contact: ContactState, data: Data) -> None:
+    if data.get("to_agent"):
+        contact.tried.clear()
+
+
+_CONTACT_HANDLERS: dict[str, Callable[[RouterState, ContactState, Data], None]] = {
+    ev.CONTACT_ARRIVED: _arrived,
+    ev.CONTACT_INTENT_CHANGED: _intent_changed,
+    ev.CONTACT_QUEUED: _queued,
+    ev.CONTACT_REQUEUED: _requeued,
+    ev.CONTACT_UNROUTABLE: _unroutable,
+    ev.ESCALATION_APPLIED: _escalated,
+    ev.SLA_BREACHED: _sla_breached,
+    ev.OFFER_MADE: _offer_made,
+    ev.OFFER_REJECTED: _offer_closed,
+    ev.OFFER_EXPIRED: _offer_closed,
+    ev.OFFER_REVOKED: _offer_closed,
+    ev.CONTACT_ASSIGNED: _assigned,
+    ev.CONTACT_COMPLETED: _finished,
+    ev.CUSTOMER_ABANDONED: _finished,
+    ev.CONTACT_ENDED: _finished,
+    ev.CONTACT_TRANSFERRED: _transferred,
+    ev.FOLLOW_UP_DUE: _deadline_due,
+}
+
+from .agentstate import AGENT_HANDLERS as _AGENT_HANDLERS  # noqa: E402  (handlers need the classes above)

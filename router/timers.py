@@ -1,0 +1,169 @@
+"""Deadlines are arithmetic, timers are I/O.
+
+`timers_for_contact` / `timers_for_agent` compute, from state alone, every deadline
+still to come, each with a deterministic id. The scheduler adapter arms one job per
+id (re-arming replaces it), and when a job fires, `fire` re-checks the state at that
+instant: a stale timer (the offer was accepted, the contact ended, the step applied
+already) decides nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from policies.plan import StepAction
+from policies.vocabulary import Presence
+
+from . import events as ev
+from .decide import Decision, Part, merge
+from .state import DONE, OFFERED, WAITING, AgentState, ContactState, RouterState
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    key: str  # the scheduler's job id: the same deadline always has the same id
+    due_s: float
+    kind: str  # offer_expiry, escalate, sla, deadline, wrapup_end, disconnect
+    ref: str  # contact, offer or agent id
+    arg: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TimerSettings:
+    disconnect_grace_s: float = 15.0
+    max_missed_offers: int = 3
+
+
+def timers_for_contact(contact: ContactState) -> list[Timer]:
+    plan = contact.plan
+    if plan is None or contact.status == DONE:
+        return []
+    out: list[Timer] = []
+    cid = contact.contact_id
+    if contact.offer is not None:
+        out.append(Timer(f"offer:{contact.offer.offer_id}", contact.offer.expires_at_s, "offer_expiry",
+                         contact.offer.offer_id))
+    if contact.status in (WAITING, OFFERED):
+        if contact.steps_done < len(plan.escalations) and contact.requirements is None:
+            step = plan.escalations[contact.steps_done]
+            out.append(Timer(f"escalate:{cid}:{contact.steps_done}", contact.queued_at_s + step.after_s,
+                             "escalate", cid, str(contact.steps_done)))
+        if not contact.sla_breached:
+            out.append(Timer(f"sla:{cid}", contact.queued_at_s + plan.answer_within_s, "sla", cid))
+    for deadline in plan.deadlines:
+        if deadline.name not in contact.deadlines_done:
+            out.append(Timer(f"deadline:{cid}:{deadline.name}", deadline.due_s, "deadline", cid, deadline.name))
+    return out
+
+
+def timers_for_agent(agent: AgentState, settings: TimerSettings) -> list[Timer]:
+    out: list[Timer] = []
+    if agent.wrapup_until_s is not None:
+        out.append(Timer(f"wrapup:{agent.agent_id}", agent.wrapup_until_s, "wrapup_end", agent.agent_id))
+    if (not agent.connected and agent.disconnected_at_s is not None
+            and agent.presence in (Presence.AVAILABLE, Presence.AWAY)):
+        out.append(Timer(f"disconnect:{agent.agent_id}:{agent.disconnected_at_s}",
+                         agent.disconnected_at_s + settings.disconnect_grace_s, "disconnect", agent.agent_id))
+    return out
+
+
+def fire(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings) -> list[Decision]:
+    """What a timer that fires now decides, after re-checking the state ([] when stale)."""
+    handler = _FIRE[timer.kind]
+    return handler(state, timer, now_s, settings)
+
+
+def _offer_expiry(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings) -> list[Decision]:
+    offer = state.offers.get(timer.ref)
+    if offer is None or now_s < offer.expires_at_s:
+        return []
+    from .commands import close_offer
+
+    decisions = [close_offer(state, offer, ev.OFFER_EXPIRED, "expired", now_s)]
+    agent = state.agents[offer.agent_id]
+    if agent.missed_in_row + 1 >= settings.max_missed_offers and agent.presence is Presence.AVAILABLE:
+        decisions.append(_set_presence(agent, Presence.AWAY, f"missed {agent.missed_in_row + 1} offers in a row",
+                                       now_s))
+    return [merge("offer_expiry", decisions)]
+
+
+def _escalate(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings) -> list[Decision]:
+    contact = state.contacts.get(timer.ref)
+    index = int(timer.arg)
+    if contact is None or contact.plan is None or contact.status not in (WAITING, OFFERED) \
+            or contact.steps_done != index or contact.requirements is not None:
+        return []
+    step = contact.plan.escalations[index]
+    if now_s < contact.queued_at_s + step.after_s:
+        return []
+    data: dict[str, Any] = {
+        "contact_id": contact.contact_id, "step": index, "action": step.action.value, "params": dict(step.params),
+        "queue_id": step.queue, "requirements": [r.to_json() for r in step.requirements],
+        "priority_delta": step.priority_delta, "source": step.source, "at_s": now_s,
+    }
+    events: list[tuple[str, dict[str, Any]]] = [(ev.ESCALATION_APPLIED, data)]
+    if step.action is StepAction.OFFER_CALLBACK and step.params.get("callback_at_s") is not None:
+        events.append((ev.CALLBACK_SCHEDULED, {"contact_id": contact.contact_id,
+                                               "callback_at_s": step.params["callback_at_s"], "at_s": now_s}))
+    return [Decision("escalate", (Part(contact.stream_id, contact.version, tuple(events)),), contact.contact_id)]
+
+
+def _sla(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings) -> list[Decision]:
+    contact = state.contacts.get(timer.ref)
+    if contact is None or contact.plan is None or contact.status not in (WAITING, OFFERED) or contact.sla_breached:
+        return []
+    data = {"contact_id": contact.contact_id, "queue_id": contact.queue_id,
+            "answer_within_s": contact.plan.answer_within_s, "at_s": now_s}
+    return [Decision("sla", (Part(contact.stream_id, contact.version, ((ev.SLA_BREACHED, data),)),),
+                     contact.contact_id)]
+
+
+def _deadline(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings) -> list[Decision]:
+    contact = state.contacts.get(timer.ref)
+    if contact is None or timer.arg in contact.deadlines_done or now_s < timer.due_s:
+        return []
+    data = {"contact_id": contact.contact_id, "name": timer.arg, "due_s": timer.due_s, "at_s": now_s,
+            "status": contact.status, "agent_id": contact.agent_id}
+    return [Decision("deadline", (Part(contact.stream_id, contact.version, ((ev.FOLLOW_UP_DUE, data),)),),
+                     contact.contact_id)]
+
+
+def _wrapup_end(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings) -> list[Decision]:
+    agent = state.agents.get(timer.ref)
+    if agent is None or agent.wrapup_until_s is None or now_s < agent.wrapup_until_s:
+        return []
+    from .commands import end_wrapup
+
+    return [end_wrapup(agent, now_s, "wrap-up time is over")]
+
+
+def _disconnect(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings) -> list[Decision]:
+    agent = state.agents.get(timer.ref)
+    if agent is None or agent.connected or agent.disconnected_at_s is None \
+            or now_s < agent.disconnected_at_s + settings.disconnect_grace_s:
+        return []
+    from .commands import close_offer
+
+    decisions = [close_offer(state, offer, ev.OFFER_REVOKED, "agent disconnected", now_s)
+                 for offer in list(agent.offers.values())]
+    decisions.append(_set_presence(agent, Presence.DISCONNECTED, "the desk disconnected and did not come back",
+                                   now_s))
+    return [merge("disconnect", decisions)]
+
+
+def _set_presence(agent: AgentState, presence: Presence, reason: str, now_s: float) -> Decision:
+    data = {"agent_id": agent.agent_id, "state": presence.value, "reason": reason, "at_s": now_s}
+    return Decision("presence", (Part(agent.stream_id, agent.version, ((ev.AGENT_STATE_CHANGED, data),)),),
+                    agent_id=agent.agent_id)
+
+
+_FIRE = {
+    "offer_expiry": _offer_expiry,
+    "escalate": _escalate,
+    "sla": _sla,
+    "deadline": _deadline,
+    "wrapup_end": _wrapup_end,
+    "disconnect": _disconnect,
+}
+
