@@ -18,11 +18,13 @@ from eventstore.postgres import PostgresEventStore, StoreSettings
 from .api import channels as channels_api
 from .api import customers as customers_api
 from .api import keys
+from .api import policies as policies_api
 from .api.errors import ApiError, error_middleware
 from .api.openapi import OPENAPI_KEY, build_document, health_paths, openapi_handler
 from .config import Credentials, Settings
 from .customers import CustomerState
 from .ingest import IngestService
+from .policy_service import PolicyService
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +44,16 @@ def build_app(config: AppConfig) -> web.Application:
     app[keys.SETTINGS] = config.settings
     app[keys.CREDENTIALS] = config.credentials
     app[keys.GATEWAY_RATE_LIMITER] = RateLimiter(config.gateway_rate_per_s, config.gateway_burst)
-    app[OPENAPI_KEY] = build_document([health_paths, channels_api.openapi_paths, customers_api.openapi_paths])
+    app[OPENAPI_KEY] = build_document([health_paths, channels_api.openapi_paths, customers_api.openapi_paths,
+                                        policies_api.openapi_paths])
     app.cleanup_ctx.append(_store_ctx(config))
     app.cleanup_ctx.append(_ingest_ctx)
+    app.cleanup_ctx.append(_policies_ctx)
     app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/openapi.json", openapi_handler)
     channels_api.add_routes(app)
     customers_api.add_routes(app)
+    policies_api.add_routes(app)
     return app
 
 
@@ -69,6 +74,14 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.INGEST] = IngestService(app[keys.STORE], customers, domain=app[keys.SETTINGS].domain)
     yield
     await customers.stop()
+
+
+async def _policies_ctx(app: web.Application) -> AsyncIterator[None]:
+    policies = PolicyService(app[keys.STORE], domain=app[keys.SETTINGS].domain)
+    await policies.start()
+    app[keys.POLICIES] = policies
+    yield
+    await policies.stop()
 
 
 async def health(request: web.Request) -> web.Response:

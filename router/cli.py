@@ -20,10 +20,16 @@ def _parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply database migrations (DATABASE_URL)")
     migrate.add_argument("--revision", default="head")
     bench = sub.add_parser("bench", help="run a benchmark and print its figures")
-    bench.add_argument("suite", choices=["eventstore", "all"], help="which benchmark")
+    bench.add_argument("suite", choices=["eventstore", "ingest", "all"], help="which benchmark")
     bench.add_argument("--json", action="store_true", help="end with one line of JSON")
     bench.add_argument("--seconds", type=float, default=5.0, help="length of each measurement")
     bench.add_argument("--runs", type=int, default=3, help="repeat and report medians")
+    bench.add_argument("--connections", type=int, default=128,
+                       help="ingest: keep-alive connections of the closed-loop (max throughput) phase")
+    bench.add_argument("--rate", type=float, default=4000.0,
+                       help="ingest: events/s offered in the open-loop (latency) phase")
+    bench.add_argument("--profile", metavar="FILE", default=None,
+                       help="ingest: run the server under cProfile and write its stats to FILE")
     return parser
 
 
@@ -42,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "bench":
         from .bench.runner import run_bench
 
-        return run_bench(args.suite, as_json=args.json, seconds=args.seconds, runs=args.runs)
+        return run_bench(args.suite, as_json=args.json, seconds=args.seconds, runs=args.runs,
+                         connections=args.connections, rate=args.rate, profile=args.profile)
     return 2
 
 

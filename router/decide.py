@@ -147,7 +147,7 @@ def next_offers(state: RouterState, now_s: float, limit: int = 1000) -> list[Dec
     best eligible free agent by its policy's strategy. An agent freed by anything gets
     the best contact it can serve, because every waiting contact is considered here.
     """
-    decisions: list[Decision] = []
+    decisions: dict[str, list[Decision]] = {}
     taken: Counter[str] = Counter()
     waiting = sorted(state.waiting(), key=lambda c: (-priority_of(c, now_s), c.queued_at_s, c.contact_id))
     for contact in waiting:
@@ -158,10 +158,18 @@ def next_offers(state: RouterState, now_s: float, limit: int = 1000) -> list[Dec
         if choice is not None:
             snap, considered = choice
             taken[snap.agent_id] += 1
-            decisions.append(offer(state, contact, snap, now_s, considered))
-            if len(decisions) >= limit:
+            decisions.setdefault(snap.agent_id, []).append(offer(state, contact, snap, now_s, considered))
+            if sum(taken.values()) >= limit:
                 break
-    return decisions
+    # Offers to one agent in one round share the agent stream's version: they go in one
+    # atomic append, so they land together or not at all.
+    return [merge("offer", group) if len(group) > 1 else group[0] for group in decisions.values()]
+
+
+def offered(decision: Decision) -> dict[str, str]:
+    """contact id -> agent id for every offer a decision makes."""
+    return {data["contact_id"]: data["agent_id"] for part in decision.parts
+            for type_, data in part.events if type_ == ev.OFFER_MADE}
 
 
 def pick_agent(

@@ -163,10 +163,21 @@ class RouterState:
             if moved:
                 index.pop(agent.agent_id, None)
             if agent.agent_id not in index:
-                # Joins at the end: idle_since_s only grows, so the index stays in idle order
-                # and the longest idle agent is always first.
-                index[agent.agent_id] = None
+                self._insert(index, agent)
         agent.indexed_idle_s = agent.idle_since_s
+
+    def _insert(self, index: dict[str, None], agent: AgentState) -> None:
+        """Keep the index in idle order, so the longest idle agent is always first.
+
+        Agents become free in time order, so a newcomer almost always belongs at the end;
+        one that does not (clock skew between processes, a replayed history) re-sorts it.
+        """
+        last = next(reversed(index), None) if index else None
+        index[agent.agent_id] = None
+        if last is not None and self.agents[last].idle_since_s > agent.idle_since_s:
+            ordered = sorted(index, key=lambda aid: (self.agents[aid].idle_since_s, aid))
+            index.clear()
+            index.update(dict.fromkeys(ordered))
 
     @staticmethod
     def _has_room(snap: AgentSnapshot, channel: Channel) -> bool:

@@ -10,6 +10,7 @@ from eventstore.postgres import PostgresEventStore
 from ..config import Credentials, Settings
 from ..customers import CustomerState
 from ..ingest import IngestService
+from ..policy_service import PolicyService, RosterProvider
 
 SETTINGS = web.AppKey("settings", Settings)
 CREDENTIALS = web.AppKey("credentials", Credentials)
@@ -17,3 +18,5 @@ STORE = web.AppKey("store", PostgresEventStore)
 CUSTOMERS = web.AppKey("customers", CustomerState)
 INGEST = web.AppKey("ingest", IngestService)
 GATEWAY_RATE_LIMITER = web.AppKey("gateway_rate_limiter", RateLimiter)
+POLICIES = web.AppKey("policies", PolicyService)
+ROSTER_PROVIDER = web.AppKey("roster_provider", RosterProvider)  # set by the agents module when present

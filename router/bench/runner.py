@@ -10,7 +10,8 @@ from router.migrate import upgrade
 from . import machine, report
 
 
-def run_bench(suite: str, *, as_json: bool, seconds: float, runs: int) -> int:
+def run_bench(suite: str, *, as_json: bool, seconds: float, runs: int, connections: int = 128,
+              rate: float = 4000.0, profile: str | None = None) -> int:
     figures: dict[str, object] = {}
     if suite in ("eventstore", "all"):
         from . import eventstore
@@ -19,6 +20,13 @@ def run_bench(suite: str, *, as_json: bool, seconds: float, runs: int) -> int:
         with scratch_database("BENCH_DATABASE_URL") as dsn:
             upgrade(dsn)
             figures.update(asyncio.run(eventstore.run(dsn, seconds, runs)))
+    if suite in ("ingest", "all"):
+        from . import ingest
+
+        # The server migrates its database itself at start-up, as in production.
+        with scratch_database("BENCH_DATABASE_URL") as dsn:
+            figures.update(ingest.run(dsn, seconds=seconds, runs=runs, connections=connections,
+                                      rate_per_s=rate, profile_path=profile))
     figures["machine"] = machine()
     report(f"contact-router bench {suite}", figures, as_json)
     return 0

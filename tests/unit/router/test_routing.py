@@ -1,0 +1,249 @@
+"""The routing core as tables of situations and expected decisions: no I/O, no clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from policies.vocabulary import Channel, Intent, Need, Presence
+from router import events as ev
+from router.commands import CommandError, accept, complete, reactions, reject, set_presence, transfer, wrapup_done
+from router.decide import next_offers, offered, place
+from router.state import ASSIGNED, DONE, OFFERED, WAITING
+from router.timers import TimerSettings, fire, timers_for_agent, timers_for_contact
+from tests.unit.router.builders import NOW, POLICY, Log
+
+SETTINGS = TimerSettings(disconnect_grace_s=15, max_missed_offers=2)
+
+
+def placed(log: Log, contact_id: str, **facts: object) -> None:
+    log.contact(contact_id, **facts)
+    log.commit(place(log.state, log.state.contacts[contact_id], POLICY, NOW))
+
+
+def offers(log: Log, now_s: float = NOW) -> dict[str, str]:
+    """Commit this round's offers; contact -> agent."""
+    made = next_offers(log.state, now_s)
+    result: dict[str, str] = {}
+    for decision in made:
+        log.commit(decision)
+        result.update(offered(decision))
+    return result
+
+
+def test_a_contact_is_queued_by_the_policy_with_its_plan() -> None:
+    log = Log()
+    placed(log, "c1", intent=Intent.FRAUD)
+    contact = log.state.contacts["c1"]
+    assert (contact.status, contact.queue_id, contact.plan.rule_id) == (WAITING, "urgent", "urgent_lost_card_fraud")
+    assert contact.queued_at_s == NOW
+
+
+def test_a_contact_no_agent_could_serve_is_reported_at_arrival() -> None:
+    log = Log()
+    log.agent("a1")
+    log.contact("c1", channel=Channel.VIDEO, needs=frozenset({Need.DEAF}), sign_language="csl")
+    decision = place(log.state, log.state.contacts["c1"], POLICY, NOW)
+    kinds = [t for part in decision.parts for t, _ in part.events]
+    assert kinds == [ev.CONTACT_QUEUED, ev.CONTACT_UNSERVABLE]
+    gap = decision.parts[0].events[1][1]["gaps"][0]
+    assert "sign_language>=3" in gap and "video" in gap
+
+
+def test_longest_idle_agent_gets_the_offer() -> None:
+    log = Log()
+    log.agent("recent", at_s=NOW - 10)
+    log.agent("longest", at_s=NOW - 500)
+    log.agent("middle", at_s=NOW - 100)
+    placed(log, "c1")
+    assert offers(log) == {"c1": "longest"}
+    assert log.state.contacts["c1"].status == OFFERED
+
+
+def test_the_most_urgent_contact_goes_first() -> None:
+    log = Log()
+    log.agent("a1", skills={"general": 3, "fraud": 4})
+    placed(log, "mass")
+    placed(log, "fraud", intent=Intent.FRAUD)
+    assert offers(log) == {"fraud": "a1"}
+
+
+def test_ineligible_agents_are_skipped_with_reasons() -> None:
+    log = Log()
+    log.agent("no-fraud", skills={"general": 5}, at_s=NOW - 900)
+    log.agent("low-fraud", skills={"fraud": 2}, at_s=NOW - 800)
+    log.agent("fraud", skills={"fraud": 3}, at_s=NOW - 10)
+    placed(log, "c1", intent=Intent.FRAUD)
+    made = next_offers(log.state, NOW)
+    assert [d.agent_id for d in made] == ["fraud"]
+    considered = made[0].parts[0].events[0][1]["considered"]
+    assert considered["chosen"] == "fraud"
+
+
+def test_capacity_per_channel_is_respected_in_one_round() -> None:
+    log = Log()
+    log.agent("a1", channels={"webchat": 3, "phone": 1})
+    for i in range(5):
+        placed(log, f"chat{i}", channel=Channel.WEBCHAT)
+    placed(log, "call", channel=Channel.PHONE)
+    made = offers(log)
+    assert len(made) == 3 and set(made.values()) == {"a1"}  # three chats fill the total of 3
+    assert next_offers(log.state, NOW) == []  # no contact is offered twice, no agent overfilled
+
+
+def test_a_rejected_contact_goes_to_the_next_agent_not_back() -> None:
+    log = Log()
+    log.agent("a1", at_s=NOW - 50)
+    log.agent("a2", at_s=NOW - 10)
+    placed(log, "c1")
+    offers(log)
+    offer_id = log.state.contacts["c1"].offer.offer_id
+    log.commit(reject(log.state, "a1", offer_id, "busy with paperwork", NOW + 1))
+    assert offers(log, NOW + 2) == {"c1": "a2"}
+
+
+def test_accept_assigns_and_complete_starts_wrap_up_then_frees() -> None:
+    log = Log()
+    log.agent("a1")
+    placed(log, "c1")
+    offers(log)
+    offer_id = log.state.contacts["c1"].offer.offer_id
+    log.commit(accept(log.state, "a1", offer_id, NOW + 3))
+    assert log.state.contacts["c1"].status == ASSIGNED
+    assert log.state.agents["a1"].contacts == {"c1": Channel.PHONE}
+    assert "a1" not in log.state.available[Channel.PHONE]
+    log.commit(complete(log.state, "a1", "c1", "resolved", NOW + 60))
+    agent = log.state.agents["a1"]
+    assert log.state.contacts["c1"].status == DONE and agent.wrapup_until_s is not None
+    assert "a1" not in log.state.available[Channel.PHONE]  # wrapping up
+    log.commit(wrapup_done(log.state, "a1", NOW + 70))
+    assert "a1" in log.state.available[Channel.PHONE]
+
+
+@pytest.mark.parametrize("who,offer,now,code", [
+    ("a2", "real", NOW + 1, "not_your_offer"),
+    ("a1", "nope", NOW + 1, "offer_not_pending"),
+    ("a1", "real", NOW + 999, "offer_expired"),
+    ("a1", None, NOW + 1, "invalid_message"),
+])
+def test_bad_accepts_change_nothing(who: str, offer: str | None, now: float, code: str) -> None:
+    log = Log()
+    log.agent("a1")
+    log.agent("a2", available=False)
+    placed(log, "c1")
+    offers(log)
+    offer_id = log.state.contacts["c1"].offer.offer_id if offer == "real" else offer
+    with pytest.raises(CommandError) as info:
+        accept(log.state, who, offer_id, now)
+    assert info.value.code == code
+
+
+def test_completing_a_contact_you_do_not_hold_is_refused() -> None:
+    log = Log()
+    log.agent("a1")
+    placed(log, "c1")
+    with pytest.raises(CommandError) as info:
+        complete(log.state, "a1", "c1", "resolved", NOW)
+    assert info.value.code == "not_your_contact"
+
+
+def test_offer_timeout_moves_on_and_repeated_misses_set_the_agent_away() -> None:
+    log = Log()
+    log.agent("a1")
+    placed(log, "c1")
+    placed(log, "c2")
+    offers(log)
+    timer = next(t for t in timers_for_contact(log.state.contacts["c1"]) if t.kind == "offer_expiry")
+    assert fire(log.state, timer, timer.due_s - 1, SETTINGS) == []  # early: nothing
+    for decision in fire(log.state, timer, timer.due_s, SETTINGS):
+        log.commit(decision)
+    assert log.state.agents["a1"].missed_in_row == 1
+    offers(log, timer.due_s)  # c1 must not go back to a1; c2 may
+    assert log.state.contacts["c2"].offer is not None
+    second = next(t for t in timers_for_contact(log.state.contacts["c2"]) if t.kind == "offer_expiry")
+    for decision in fire(log.state, second, second.due_s, SETTINGS):
+        log.commit(decision)
+    assert log.state.agents["a1"].presence is Presence.AWAY
+
+
+def test_a_stale_timer_does_nothing() -> None:
+    log = Log()
+    log.agent("a1")
+    placed(log, "c1")
+    offers(log)
+    timer = next(t for t in timers_for_contact(log.state.contacts["c1"]) if t.kind == "offer_expiry")
+    log.commit(accept(log.state, "a1", log.state.contacts["c1"].offer.offer_id, NOW + 1))
+    assert fire(log.state, timer, timer.due_s + 5, SETTINGS) == []
+
+
+def test_hard_constraints_survive_every_escalation() -> None:
+    log = Log()
+    log.agent("voice", skills={"general": 5}, channels={"video": 1, "phone": 1})
+    log.agent("signer", skills={"sign_language": 4}, channels={"video": 1}, available=False)
+    placed(log, "deaf", channel=Channel.VIDEO, needs=frozenset({Need.DEAF}), sign_language="csl")
+    contact = log.state.contacts["deaf"]
+    now = NOW
+    while (due := [t for t in timers_for_contact(contact) if t.kind == "escalate"]):
+        now = due[0].due_s
+        for decision in fire(log.state, due[0], now, SETTINGS):
+            log.commit(decision)
+        assert next_offers(log.state, now) == []  # the voice-only agent never gets it
+    assert contact.steps_done == len(contact.plan.escalations)
+    log.add("agent-default:signer", ev.AGENT_STATE_CHANGED, {"agent_id": "signer", "state": "available", "at_s": now})
+    assert offers(log, now + 1) == {"deaf": "signer"}
+
+
+def test_customer_leaving_revokes_the_offer_and_frees_the_agent() -> None:
+    log = Log()
+    log.agent("a1")
+    placed(log, "c1")
+    offers(log)
+    log.add("contact-default:c1", ev.CUSTOMER_ABANDONED, {"contact_id": "c1", "waited_s": 12})
+    contact = log.state.contacts["c1"]
+    [revoke] = reactions(log.state, contact, NOW + 12)
+    log.commit(revoke)
+    assert log.state.agents["a1"].offers == {} and "a1" in log.state.available[Channel.PHONE]
+    assert log.state.outcomes[-1].answered is False
+
+
+def test_transfer_to_a_named_agent_keeps_hard_requirements() -> None:
+    log = Log()
+    log.agent("a1", skills={"fraud": 4}, at_s=NOW - 100)
+    log.agent("a2", skills={"fraud": 4}, at_s=NOW - 50)
+    log.agent("a3", skills={"fraud": 5}, at_s=NOW - 10)
+    placed(log, "c1", intent=Intent.FRAUD)
+    offers(log)
+    log.commit(accept(log.state, "a1", log.state.contacts["c1"].offer.offer_id, NOW + 1))
+    log.commit(transfer(log.state, "a1", "c1", None, "a3", "needs a senior", NOW + 30))
+    log.commit(wrapup_done(log.state, "a1", NOW + 31))
+    assert offers(log, NOW + 31) == {"c1": "a3"}  # not a2, though a2 has been idle longer
+
+
+def test_disconnect_grace_revokes_offers_after_the_grace_only() -> None:
+    log = Log()
+    log.agent("a1")
+    placed(log, "c1")
+    offers(log)
+    log.add("agent-default:a1", ev.AGENT_DISCONNECTED, {"agent_id": "a1", "at_s": NOW + 1})
+    [grace] = timers_for_agent(log.state.agents["a1"], SETTINGS)
+    assert grace.due_s == NOW + 16
+    for decision in fire(log.state, grace, NOW + 16, SETTINGS):
+        log.commit(decision)
+    assert log.state.agents["a1"].presence is Presence.DISCONNECTED
+    assert log.state.contacts["c1"].status == WAITING
+
+
+def test_going_away_hands_pending_offers_on() -> None:
+    log = Log()
+    log.agent("a1")
+    placed(log, "c1")
+    offers(log)
+    log.commit(set_presence(log.state, "a1", "away", "lunch", NOW + 2))
+    assert log.state.contacts["c1"].status == WAITING and log.state.agents["a1"].presence is Presence.AWAY
+
+
+def test_ten_thousand_agents_are_indexed_not_scanned() -> None:
+    log = Log()
+    for i in range(10_000):
+        log.agent(f"a{i:05d}", skills={"general": 3}, at_s=NOW - 10_000 + i)
+    placed(log, "c1")
+    assert offers(log) == {"c1": "a00000"}
