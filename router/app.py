@@ -6,9 +6,11 @@ and are opened and closed by cleanup_ctx, in order.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -18,12 +20,17 @@ from eventstore.postgres import PostgresEventStore, StoreSettings
 from .api import channels as channels_api
 from .api import customers as customers_api
 from .api import keys
+from .api import agents as agents_api
 from .api import policies as policies_api
 from .api.errors import ApiError, error_middleware
 from .api.openapi import OPENAPI_KEY, build_document, health_paths, openapi_handler
 from .config import Credentials, Settings
 from .customers import CustomerState
+from .agents import AgentDirectory
+from .desk import DeskHub
 from .ingest import IngestService
+from .leader import Leadership
+from .service import RouterService, RouterSettings
 from .policy_service import PolicyService
 
 log = logging.getLogger(__name__)
@@ -35,6 +42,7 @@ class AppConfig:
     credentials: Credentials
     dsn: str
     store_settings: StoreSettings = StoreSettings()
+    router_settings: RouterSettings = field(default_factory=RouterSettings)
     gateway_rate_per_s: float = 5000.0
     gateway_burst: float = 10000.0
 
@@ -45,15 +53,17 @@ def build_app(config: AppConfig) -> web.Application:
     app[keys.CREDENTIALS] = config.credentials
     app[keys.GATEWAY_RATE_LIMITER] = RateLimiter(config.gateway_rate_per_s, config.gateway_burst)
     app[OPENAPI_KEY] = build_document([health_paths, channels_api.openapi_paths, customers_api.openapi_paths,
-                                        policies_api.openapi_paths])
+                                        policies_api.openapi_paths, agents_api.openapi_paths])
     app.cleanup_ctx.append(_store_ctx(config))
     app.cleanup_ctx.append(_ingest_ctx)
     app.cleanup_ctx.append(_policies_ctx)
+    app.cleanup_ctx.append(_router_ctx(config))
     app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/openapi.json", openapi_handler)
     channels_api.add_routes(app)
     customers_api.add_routes(app)
     policies_api.add_routes(app)
+    agents_api.add_routes(app)
     return app
 
 
@@ -82,6 +92,27 @@ async def _policies_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.POLICIES] = policies
     yield
     await policies.stop()
+
+
+def _router_ctx(config: AppConfig) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        policies = app[keys.POLICIES]
+        router = RouterService(app[keys.STORE], lambda: policies.active.current(), config.router_settings)
+        hub = DeskHub(router.state, time.time)
+        router.on_change = lambda contacts, agents: hub.sync(agents)
+        await router.start()
+        directory = AgentDirectory(router, config.settings.domain)
+        app[agents_api.ROUTER], app[agents_api.HUB], app[agents_api.AGENTS] = router, hub, directory
+        app[keys.ROSTER_PROVIDER] = directory
+        leadership = Leadership(config.dsn, config.settings.domain)
+        leading = [asyncio.create_task(leadership.run(router.on_elected, router.on_lost), name="leadership")
+                   ] if config.router_settings.lead else []
+        yield
+        leadership.stop()
+        await router.stop()
+        await asyncio.gather(*leading, return_exceptions=True)
+
+    return ctx
 
 
 async def health(request: web.Request) -> web.Response:

@@ -9,13 +9,23 @@ carries that event's id in its metadata, and its event id is derived from it:
 A native event that changes nothing (a retried start, a message after the end) is
 still recorded, as `GatewayEventIgnored` with the reason, so that a repeat of it
 gets the same answer and an auditor sees what the gateway sent.
+
+What this process knows of a contact (its view, its version and the answers it
+gave) is kept in a bounded memo, so the hot path appends without reading the
+stream first. The log stays the authority: every append carries the expected
+version the memo was built at, so a memo that is stale (another instance, or the
+router, appended since; a restart emptied it) makes the append fail or come back
+as a repeat, and the stream is then read and the event translated again. A
+contact this process has never seen is first tried as a new stream: most are.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,8 +33,8 @@ from channels.adapters import Translation, customer_key, translate
 from channels.events import contact_event_id, contact_id_for, contact_stream_id
 from channels.native import NativeEvent, channel_of
 from channels.security import mask_phone
-from channels.view import fold
-from eventstore import ConcurrencyError, NewEvent, RecordedEvent
+from channels.view import ContactView, evolve
+from eventstore import AppendResult, ConcurrencyError, DuplicateEventError, NewEvent, RecordedEvent
 from eventstore.port import EventStore
 
 from .customers import CustomerState
@@ -33,6 +43,7 @@ log = logging.getLogger(__name__)
 
 IGNORED = "GatewayEventIgnored"
 _MAX_ATTEMPTS = 8
+DEFAULT_MEMO_CONTACTS = 50_000
 
 
 class IdempotencyConflict(Exception):
@@ -55,35 +66,124 @@ class Receipt:
         return body
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The first answer to one gateway event, and the body it answered."""
+
+    body_sha256: str
+    position: int
+    ignored: str | None
+
+
+@dataclass(slots=True)
+class Known:
+    """A contact stream as far as this process knows: the view and the answers given."""
+
+    view: ContactView | None = None
+    answers: dict[str, Answer] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, history: Iterable[RecordedEvent]) -> Known:
+        """Built from the stream itself (the same fold as `channels.view.fold`)."""
+        known = cls()
+        for event in history:
+            known.view = evolve(known.view, event.type, event.data)
+            gateway_event_id = event.metadata.get("gateway_event_id")
+            if gateway_event_id is None:
+                continue
+            first = known.answers.get(gateway_event_id)
+            ignored = event.data.get("reason") if event.type == IGNORED else None
+            # The first body stays; the answer is the gateway event's last position.
+            sha = first.body_sha256 if first else event.metadata.get("body_sha256", "")
+            known.answers[gateway_event_id] = Answer(sha, event.position, ignored)
+        return known
+
+    def answer(self, gateway_event_id: str, body_sha256: str, contact_id: str) -> Receipt | None:
+        earlier = self.answers.get(gateway_event_id)
+        if earlier is None:
+            return None
+        if earlier.body_sha256 != body_sha256:
+            raise IdempotencyConflict(
+                f"event_id {gateway_event_id!r} was already used for a different request body; "
+                "a retry must resend exactly the same body"
+            )
+        return Receipt(contact_id, earlier.position, duplicate=True, ignored=earlier.ignored)
+
+    def appended(self, gateway_event_id: str, body_sha256: str, events: list[NewEvent],
+                 result: AppendResult, ignored: str | None) -> None:
+        for event in events:
+            self.view = evolve(self.view, event.type, event.data)
+        self.answers[gateway_event_id] = Answer(body_sha256, result.last_position, ignored)
+
+
+class ContactMemo:
+    """The most recently used contacts' `Known`, at most `max_contacts` of them."""
+
+    def __init__(self, max_contacts: int = DEFAULT_MEMO_CONTACTS) -> None:
+        self._max_contacts = max_contacts
+        self._known: OrderedDict[str, Known] = OrderedDict()
+
+    def get(self, stream_id: str) -> Known | None:
+        known = self._known.get(stream_id)
+        if known is not None:
+            self._known.move_to_end(stream_id)
+        return known
+
+    def put(self, stream_id: str, known: Known) -> None:
+        self._known[stream_id] = known
+        self._known.move_to_end(stream_id)
+        while len(self._known) > self._max_contacts:
+            self._known.popitem(last=False)
+
+    def forget(self, stream_id: str) -> None:
+        self._known.pop(stream_id, None)
+
+
 class IngestService:
-    def __init__(self, store: EventStore, customers: CustomerState, *, domain: str = "default") -> None:
+    def __init__(self, store: EventStore, customers: CustomerState, *, domain: str = "default",
+                 memo: ContactMemo | None = None) -> None:
         self._store = store
         self._customers = customers
         self._domain = domain
+        self._memo = memo if memo is not None else ContactMemo()
 
     async def ingest(self, native: NativeEvent, raw_body: bytes) -> Receipt:
         channel = channel_of(native)
         contact_id = contact_id_for(channel, native.gateway_session_id, domain=self._domain)
         stream_id = contact_stream_id(contact_id, domain=self._domain)
         body_sha256 = hashlib.sha256(raw_body).hexdigest()
+        known, fresh = self._memo.get(stream_id) or Known(), False
         for _ in range(_MAX_ATTEMPTS):
-            history = await self._store.read_stream(stream_id)
-            earlier = _receipt_of(history, native.event_id, body_sha256, contact_id)
+            earlier = known.answer(native.event_id, body_sha256, contact_id)
             if earlier is not None:
                 return earlier
-            translation = self._translate(native, history)
+            translation = self._translate(native, known.view)
+            events = self._events(native, translation, body_sha256)
             try:
-                result = await self._store.append(
-                    stream_id, self._events(native, translation, body_sha256), translation.expected_version
-                )
-            except ConcurrencyError:
-                continue  # another event for this contact got in first: translate again on the new state
+                result = await self._store.append(stream_id, events, translation.expected_version)
+            except (ConcurrencyError, DuplicateEventError) as exc:
+                if fresh and isinstance(exc, DuplicateEventError):
+                    raise  # read just now: the ids are another stream's (a reused event_id)
+                known, fresh = await self._read(stream_id), True
+                continue  # another event for this contact got in first: translate again on the log
+            if result.duplicate:
+                if not fresh:
+                    known, fresh = await self._read(stream_id), True
+                    continue  # stored before this process knew of it: the log has the first answer
+                self._memo.forget(stream_id)  # a copy raced us since the read: learn it from the log
+                return Receipt(contact_id, result.last_position, True, translation.ignored)
+            known.appended(native.event_id, body_sha256, events, result, translation.ignored)
+            self._memo.put(stream_id, known)
             self._log(native, translation, contact_id)
-            return Receipt(contact_id, result.last_position, result.duplicate, translation.ignored)
+            return Receipt(contact_id, result.last_position, False, translation.ignored)
+        self._memo.forget(stream_id)
         raise ConcurrencyError(stream_id, "a stable version", -1)
 
-    def _translate(self, native: NativeEvent, history: list[RecordedEvent]) -> Translation:
-        view = fold((e.type, e.data) for e in history)
+    async def _read(self, stream_id: str) -> Known:
+        self._memo.forget(stream_id)
+        return Known.of(await self._store.read_stream(stream_id))
+
+    def _translate(self, native: NativeEvent, view: ContactView | None) -> Translation:
         profile = self._customers.find(customer_key(native, view))
         prior = self._customers.history(profile.customer_id if profile else None)
         return translate(native, view, profile, prior, domain=self._domain)
@@ -113,18 +213,6 @@ class IngestService:
             log.info("gateway %s event %s for contact %s ignored: %s", channel_of(native).value,
                      native.event_type, contact_id, translation.ignored)
             return
-        caller = getattr(getattr(native, "caller", None), "number", None)
-        log.debug("contact %s: %s from %s", contact_id, [e.TYPE for e in translation.events], mask_phone(caller))
-
-
-def _receipt_of(history: list[RecordedEvent], gateway_event_id: str, body_sha256: str, contact_id: str) -> Receipt | None:
-    stored = [e for e in history if e.metadata.get("gateway_event_id") == gateway_event_id]
-    if not stored:
-        return None
-    if stored[0].metadata.get("body_sha256") != body_sha256:
-        raise IdempotencyConflict(
-            f"event_id {gateway_event_id!r} was already used for a different request body; "
-            "a retry must resend exactly the same body"
-        )
-    ignored = stored[-1].data.get("reason") if stored[-1].type == IGNORED else None
-    return Receipt(contact_id, stored[-1].position, duplicate=True, ignored=ignored)
+        if log.isEnabledFor(logging.DEBUG):
+            caller = getattr(getattr(native, "caller", None), "number", None)
+            log.debug("contact %s: %s from %s", contact_id, [e.TYPE for e in translation.events], mask_phone(caller))

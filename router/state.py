@@ -19,7 +19,7 @@ from typing import Any
 from channels.events import facts_from_data
 from eventstore import RecordedEvent
 from policies.plan import Requirement, RoutingPlan
-from policies.vocabulary import AgentProfile, AgentSnapshot, Channel, ContactFacts, Presence
+from policies.vocabulary import AgentProfile, AgentSnapshot, Channel, ContactFacts, Intent, Presence
 
 from . import events as ev
 from .plancodec import plan_from_json
@@ -54,6 +54,7 @@ class ContactState:
     tried: set[str] = field(default_factory=set)
     agent_id: str | None = None
     sla_breached: bool = False
+    replan: bool = False  # what the contact is about changed while it waited: place it again
     deadlines_done: set[str] = field(default_factory=set)
     end_reason: str | None = None
 
@@ -75,6 +76,19 @@ class AgentState:
     missed_in_row: int = 0
     token_sha256: str | None = None
     snapshot: AgentSnapshot | None = None
+
+
+class Recent(dict[str, str]):
+    """A dict that keeps only its newest `limit` entries."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def remember(self, key: str, value: str) -> None:
+        self[key] = value
+        if len(self) > self.limit:
+            del self[next(iter(self))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +113,10 @@ class RouterState:
         self.tokens: dict[str, str] = {}
         self.leader_version = 0
         self.outcomes: deque[Outcome] = deque(maxlen=outcome_window)
+        # What became of recent offers, for desks told about them (bounded: old ones drop off).
+        self.offer_reasons: dict[str, list[str]] = {}
+        self.closed_offers: Recent = Recent()
+        self.assigned_offers: Recent = Recent()
         self.touched_contacts: set[str] = set()
         self.touched_agents: set[str] = set()
 
@@ -222,10 +240,9 @@ def _arrived(state: RouterState, contact: ContactState, data: Data) -> None:
 
 def _intent_changed(state: RouterState, contact: ContactState, data: Data) -> None:
     if contact.facts is not None:
-        from policies.vocabulary import Intent
-
         contact.facts = replace(contact.facts, intent=Intent(data["intent"]),
                                 repeat_count=int(data.get("repeat_count", contact.facts.repeat_count)))
+        contact.replan = contact.status == WAITING
 
 
 def _queued(state: RouterState, contact: ContactState, data: Data) -> None:
@@ -234,6 +251,7 @@ def _queued(state: RouterState, contact: ContactState, data: Data) -> None:
     contact.queued_at_s = float(data["queued_at_s"])
     contact.requirements = None
     contact.steps_done = 0
+    contact.replan = False
     if contact.status in (NEW, WAITING):
         contact.status = WAITING
 
@@ -266,6 +284,7 @@ def _offer_made(state: RouterState, contact: ContactState, data: Data) -> None:
     offer = Offer(data["offer_id"], contact.contact_id, data["agent_id"], Channel(data["channel"]),
                   float(data["offered_at_s"]), float(data["expires_at_s"]))
     state.offers[offer.offer_id] = offer
+    state.offer_reasons[offer.offer_id] = list(data.get("reasons", ()))
     contact.offer = offer
     contact.status = OFFERED
 
@@ -273,6 +292,8 @@ def _offer_made(state: RouterState, contact: ContactState, data: Data) -> None:
 def _offer_closed(state: RouterState, contact: ContactState, data: Data) -> None:
     """Rejected, expired or revoked: the contact waits again, not for that agent."""
     state.offers.pop(data["offer_id"], None)
+    state.offer_reasons.pop(data["offer_id"], None)
+    state.closed_offers.remember(data["offer_id"], str(data.get("reason", "withdrawn")))
     if contact.offer is not None and contact.offer.offer_id == data["offer_id"]:
         contact.offer = None
         contact.tried.add(data["agent_id"])
@@ -282,6 +303,8 @@ def _offer_closed(state: RouterState, contact: ContactState, data: Data) -> None
 
 def _assigned(state: RouterState, contact: ContactState, data: Data) -> None:
     state.offers.pop(data["offer_id"], None)
+    state.offer_reasons.pop(data["offer_id"], None)
+    state.assigned_offers.remember(data["offer_id"], contact.contact_id)
     contact.offer = None
     contact.agent_id = data["agent_id"]
     contact.status = ASSIGNED

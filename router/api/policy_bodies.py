@@ -41,8 +41,7 @@ def _text_or_object(value: Any) -> Any:
 PolicyDraft = Annotated[
     Any,
     AfterValidator(_text_or_object),
-    Field(description="A policy document: YAML or JSON text, or the document as a JSON object.",
-          json_schema_extra={"oneOf": [{"type": "string"}, {"$ref": "#/components/schemas/PolicyDocument"}]}),
+    Field(description="A policy document: YAML or JSON text, or the document as a JSON object."),
 ]
 
 

@@ -79,6 +79,10 @@ def _schemas() -> dict[str, Any]:
             if schemas.get(sub, sub_schema) != sub_schema:
                 raise RuntimeError(f"two different schemas are both named {sub!r}")
             schemas[sub] = sub_schema
+    for name, nullable in (("SimulateRequest", True), ("ValidateRequest", False)):
+        draft = [{"type": "string"}, {"$ref": "#/components/schemas/PolicyDocument"}]
+        schemas[name]["properties"]["policy"] = {"oneOf": draft + ([{"type": "null"}] if nullable else []),
+                                                 "description": "YAML or JSON text, or the document as an object"}
     return schemas
 
 

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from channels.security import signed_headers
 from router.app import AppConfig, build_app
 from router.config import Credentials, Settings
+from router.service import RouterSettings
 from tests.conftest import reset_database
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
@@ -44,14 +45,19 @@ class Api:
     async def event_count(self) -> int:
         conn = await asyncpg.connect(self.dsn)
         try:
-            return int(await conn.fetchval("SELECT count(*) FROM events"))
+            # Events stored by requests: the default policy the server publishes on first start is not one.
+            return int(await conn.fetchval(
+                "SELECT count(*) FROM events WHERE NOT (category = 'policy' AND metadata->>'actor' = 'system')"))
         finally:
             await conn.close()
 
 
-def make_config(dsn: str, **overrides: Any) -> AppConfig:
+def make_config(dsn: str, *, lead: bool = False, **overrides: Any) -> AppConfig:
+    """An app for tests; by default it never routes, so that only the test's own requests
+    write events (routing tests pass lead=True)."""
     settings = Settings(database_url=dsn)
-    return AppConfig(settings, Credentials(ADMIN_TOKEN, SECRETS), dsn, **overrides)
+    return AppConfig(settings, Credentials(ADMIN_TOKEN, SECRETS), dsn,
+                     router_settings=RouterSettings(lead=lead), **overrides)
 
 
 @pytest.fixture

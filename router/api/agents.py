@@ -1,0 +1,248 @@
+"""Agents (admin) and the agent desk websocket: thin handlers over AgentDirectory and RouterService."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+from pydantic import ValidationError
+
+from ..agents import AgentChanges, AgentDirectory, AgentExists, NewAgent, UnknownAgent
+from ..commands import CommandError, accept, complete, reject, set_presence, transfer, wrapup_done
+from ..decide import Decision
+from ..desk import Desk, DeskHub
+from ..service import RouterService
+from . import keys
+from .auth import bearer, require_admin
+from .errors import ApiError
+from .openapi import error_responses
+
+log = logging.getLogger(__name__)
+
+AGENTS = web.AppKey("agents", AgentDirectory)
+ROUTER = web.AppKey("router", RouterService)
+HUB = web.AppKey("desk_hub", DeskHub)
+MAX_BODY = 64 * 1024
+PING_EVERY_S = 10.0
+PONG_TIMEOUT_S = 35.0
+
+
+def _validation_error(exc: ValidationError) -> ApiError:
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or None
+    return ApiError(422, "invalid_field", first["msg"], field=field)
+
+
+async def _json(request: web.Request) -> Any:
+    body = await request.content.read(MAX_BODY + 1)
+    if len(body) > MAX_BODY:
+        raise ApiError(413, "payload_too_large", f"the body is over {MAX_BODY} bytes")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+
+
+def _agent_or_404(directory: AgentDirectory, agent_id: str) -> dict[str, Any]:
+    try:
+        return directory.view(agent_id)
+    except UnknownAgent:
+        raise ApiError(404, "agent_not_found", f"no agent {agent_id!r}", field="id") from None
+
+
+async def post_agent(request: web.Request) -> web.Response:
+    actor = require_admin(request, request.app[keys.CREDENTIALS].admin_token)
+    try:
+        agent = NewAgent.model_validate_json(orjson.dumps(await _json(request)))
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    try:
+        view = await request.app[AGENTS].register(agent, actor)
+    except AgentExists:
+        raise ApiError(409, "agent_exists", f"agent {agent.id!r} exists; use PATCH to change it", field="id") from None
+    return web.json_response(view, status=201)
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    require_admin(request, request.app[keys.CREDENTIALS].admin_token)
+    return web.json_response({"agents": request.app[AGENTS].list()})
+
+
+async def get_agent(request: web.Request) -> web.Response:
+    require_admin(request, request.app[keys.CREDENTIALS].admin_token)
+    return web.json_response(_agent_or_404(request.app[AGENTS], request.match_info["agent_id"]))
+
+
+async def patch_agent(request: web.Request) -> web.Response:
+    actor = require_admin(request, request.app[keys.CREDENTIALS].admin_token)
+    agent_id = request.match_info["agent_id"]
+    _agent_or_404(request.app[AGENTS], agent_id)
+    try:
+        changes = AgentChanges.model_validate_json(orjson.dumps(await _json(request)))
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    if not changes.model_fields_set:
+        raise ApiError(422, "nothing_to_change", "give at least one field to change")
+    return web.json_response(await request.app[AGENTS].update(agent_id, changes, actor))
+
+
+async def post_token(request: web.Request) -> web.Response:
+    actor = require_admin(request, request.app[keys.CREDENTIALS].admin_token)
+    agent_id = request.match_info["agent_id"]
+    _agent_or_404(request.app[AGENTS], agent_id)
+    token = await request.app[AGENTS].issue_token(agent_id, actor)
+    return web.json_response({"token": token, "agent_id": agent_id}, status=201)
+
+
+# -- the desk websocket ---------------------------------------------------------------------------
+
+
+def _desk_agent(request: web.Request) -> str:
+    token = request.query.get("token") or bearer(request)
+    agent_id = request.app[AGENTS].agent_for_token(token) if token else None
+    if agent_id is None:
+        raise ApiError(401, "unauthorized", "open the desk with ?token=<agent token> or 'Authorization: Bearer'")
+    return agent_id
+
+
+async def desk_socket(request: web.Request) -> web.StreamResponse:
+    agent_id = _desk_agent(request)
+    router, hub = request.app[ROUTER], request.app[HUB]
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_BODY)
+    await ws.prepare(request)
+    await _presence_event(router, agent_id, "AgentConnected")
+    desk = hub.connect(agent_id, ws)
+    pinger = asyncio.create_task(_ping(ws, desk, hub))
+    try:
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                await _handle(router, hub, desk, message.data)
+            elif message.type == WSMsgType.BINARY:
+                hub.send(desk, {"type": "error", "code": "invalid_message", "message": "send JSON text frames"})
+    finally:
+        pinger.cancel()
+        if hub.disconnect(desk):
+            await _presence_event(router, agent_id, "AgentDisconnected")
+    return ws
+
+
+async def _presence_event(router: RouterService, agent_id: str, type_: str) -> None:
+    from ..decide import Part
+
+    agent = router.state.agents[agent_id]
+    data = {"agent_id": agent_id, "at_s": time.time()}
+    for _ in range(5):  # the agent's stream may move under us (an offer): re-read and retry
+        if await router.submit(Decision(type_, (Part(agent.stream_id, agent.version, ((type_, data),)),),
+                                        agent_id=agent_id), fenced=False):
+            return
+        await asyncio.sleep(0.05)
+    log.warning("could not record %s for %s", type_, agent_id)
+
+
+async def _ping(ws: web.WebSocketResponse, desk: Desk, hub: DeskHub) -> None:
+    while not ws.closed:
+        await asyncio.sleep(PING_EVERY_S)
+        if time.monotonic() - desk.last_pong > PONG_TIMEOUT_S:
+            await ws.close(code=4001, message=b"no pong")
+            return
+        hub.send(desk, {"type": "ping", "at": time.time()})
+
+
+def _commands(router: RouterService, agent_id: str, msg: dict[str, Any]) -> Decision:
+    state, now_s = router.state, time.time()
+    kind = msg.get("type")
+    if kind == "accept":
+        return accept(state, agent_id, msg.get("offer_id"), now_s)
+    if kind == "reject":
+        return reject(state, agent_id, msg.get("offer_id"), msg.get("reason"), now_s)
+    if kind == "state":
+        return set_presence(state, agent_id, msg.get("state"), msg.get("reason"), now_s)
+    if kind == "complete":
+        return complete(state, agent_id, msg.get("contact_id"), msg.get("disposition"), now_s)
+    if kind == "wrapup_done":
+        return wrapup_done(state, agent_id, now_s)
+    if kind == "transfer":
+        return transfer(state, agent_id, msg.get("contact_id"), msg.get("to_queue"), msg.get("to_agent"),
+                        msg.get("note"), now_s)
+    raise CommandError("unknown_type", f"unknown message type {kind!r}; expected accept, reject, state, "
+                                       "complete, wrapup_done, transfer or pong")
+
+
+async def _handle(router: RouterService, hub: DeskHub, desk: Desk, text: str) -> None:
+    try:
+        msg = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        hub.send(desk, {"type": "error", "code": "invalid_json", "message": "the message is not valid JSON"})
+        return
+    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+        hub.send(desk, {"type": "error", "code": "invalid_message", "message": "a message is an object with a type"})
+        return
+    if msg["type"] == "pong":
+        desk.last_pong = time.monotonic()
+        return
+    ref = msg.get("ref") or msg.get("offer_id") or msg.get("contact_id")
+    for attempt in range(4):
+        try:
+            decision = _commands(router, desk.agent_id, msg)
+        except CommandError as exc:
+            hub.send(desk, {"type": "error", "code": exc.code, "message": exc.message, "ref": ref})
+            return
+        if await router.submit(decision, fenced=False):
+            return
+        await asyncio.sleep(0.02 * (attempt + 1))  # something changed meanwhile: decide again on fresh state
+    hub.send(desk, {"type": "error", "code": "busy", "message": "the contact kept changing; try again", "ref": ref})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/agents", post_agent)
+    app.router.add_get("/v1/agents", list_agents)
+    app.router.add_get("/v1/agents/ws", desk_socket)
+    app.router.add_get("/v1/agents/{agent_id}", get_agent)
+    app.router.add_patch("/v1/agents/{agent_id}", patch_agent)
+    app.router.add_post("/v1/agents/{agent_id}/token", post_token)
+
+
+def openapi_paths(doc: dict[str, Any]) -> None:
+    new_agent = NewAgent.model_json_schema(ref_template="#/components/schemas/{model}")
+    changes = AgentChanges.model_json_schema(ref_template="#/components/schemas/{model}")
+    for schema in (new_agent, changes):
+        doc["components"]["schemas"].update(schema.pop("$defs", {}))
+    new_agent["example"] = {"id": "a-017", "name": "Li Na", "team": "wealth", "skills": {"wealth": 4, "vip": 3},
+                            "languages": ["zh", "en"], "channels": {"phone": 1, "webchat": 3}, "total_capacity": 3}
+    doc["components"]["schemas"]["NewAgent"] = new_agent
+    doc["components"]["schemas"]["AgentChanges"] = changes
+    admin = [{"admin": []}]
+    json_body = {"application/json": {"schema": {"type": "object"}}}
+    agent_id = [{"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    doc["paths"]["/v1/agents"] = {
+        "post": {"summary": "Register an agent", "security": admin,
+                 "requestBody": {"required": True, "content": {"application/json": {
+                     "schema": {"$ref": "#/components/schemas/NewAgent"}}}},
+                 "responses": {"201": {"description": "registered", "content": json_body},
+                               **error_responses(400, 401, 403, 409, 413, 422)}},
+        "get": {"summary": "All agents with their live state", "security": admin,
+                "responses": {"200": {"description": "agents", "content": json_body}, **error_responses(401, 403)}},
+    }
+    doc["paths"]["/v1/agents/{agent_id}"] = {
+        "get": {"summary": "One agent", "security": admin, "parameters": agent_id,
+                "responses": {"200": {"description": "the agent", "content": json_body},
+                              **error_responses(401, 403, 404)}},
+        "patch": {"summary": "Change an agent's skills, languages, channels or capacity (applies at once)",
+                  "security": admin, "parameters": agent_id,
+                  "requestBody": {"required": True, "content": {"application/json": {
+                      "schema": {"$ref": "#/components/schemas/AgentChanges"}}}},
+                  "responses": {"200": {"description": "changed", "content": json_body},
+                                **error_responses(400, 401, 403, 404, 413, 422)}},
+    }
+    doc["paths"]["/v1/agents/{agent_id}/token"] = {"post": {
+        "summary": "Issue the agent's desk token (replaces the previous one)", "security": admin,
+        "parameters": agent_id,
+        "responses": {"201": {"description": "the token", "content": json_body}, **error_responses(401, 403, 404)}}}
+    doc["paths"]["/v1/agents/ws"] = {"get": {
+        "summary": "The agent desk websocket (JSON text frames; see docs/desk.md for every message)",
+        "parameters": [{"name": "token", "in": "query", "required": False, "schema": {"type": "string"}}],
+        "responses": {"101": {"description": "switching to the websocket"}, **error_responses(401)}}}

@@ -1,0 +1,168 @@
+"""Agents' desks: which websocket each connected agent has here, and what to tell it.
+
+What a desk is told is derived from the state, not from who made a decision: after
+each change, every connected agent's pending offers, contacts and presence are
+compared with what its desk was told, and the difference is sent (offer, assigned,
+offer_revoked, contact_ended, state). Any instance can therefore hold any agent's
+socket, and a reconnecting desk gets the full picture in `hello`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from .decide import priority_of
+from .state import AgentState, ContactState, RouterState
+
+log = logging.getLogger(__name__)
+
+
+class Socket(Protocol):
+    async def send_str(self, data: str) -> None: ...
+
+    async def close(self, *, code: int = ..., message: bytes = ...) -> bool: ...
+
+
+def iso(at_s: float) -> str:
+    return datetime.fromtimestamp(at_s, timezone.utc).isoformat()
+
+
+def contact_summary(contact: ContactState, now_s: float) -> dict[str, Any]:
+    facts = contact.facts
+    summary: dict[str, Any] = {"id": contact.contact_id, "queue": contact.queue_id,
+                               "seconds_waited": round(max(0.0, now_s - contact.queued_at_s), 1)}
+    if facts is not None:
+        summary.update({
+            "channel": facts.channel.value, "segment": facts.segment.value, "language": facts.language,
+            "needs": sorted(n.value for n in facts.needs), "intent": facts.intent.value,
+            "customer": {"id": facts.customer_id, "repeat_contacts_7d": facts.repeat_count,
+                         "tags": sorted(facts.tags), "dedicated_agent": facts.dedicated_agent,
+                         "sign_language": facts.sign_language},
+        })
+    if contact.plan is not None:
+        summary["priority"] = round(priority_of(contact, now_s), 1)
+    return summary
+
+
+@dataclass
+class Desk:
+    agent_id: str
+    socket: Socket
+    offers: set[str] = field(default_factory=set)
+    contacts: set[str] = field(default_factory=set)
+    presence: str = ""
+    last_pong: float = field(default_factory=time.monotonic)
+    outbox: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    writer: asyncio.Task[None] | None = None
+
+
+class DeskHub:
+    def __init__(self, state: RouterState, clock: Any) -> None:
+        self._state = state
+        self._clock = clock
+        self.desks: dict[str, Desk] = {}
+
+    def connect(self, agent_id: str, socket: Socket) -> Desk:
+        old = self.desks.pop(agent_id, None)
+        if old is not None:  # one desk per agent: the newest wins
+            old.outbox.put_nowait({"type": "error", "code": "replaced", "message": "this desk was opened elsewhere"})
+            old.outbox.put_nowait({"type": "_close"})
+        desk = Desk(agent_id, socket)
+        desk.writer = asyncio.create_task(self._write(desk), name=f"desk-{agent_id}")
+        self.desks[agent_id] = desk
+        desk.outbox.put_nowait(self._hello(desk))
+        return desk
+
+    def disconnect(self, desk: Desk) -> bool:
+        """Forget a desk; True when it was the agent's current one."""
+        if desk.writer is not None:
+            desk.writer.cancel()
+        if self.desks.get(desk.agent_id) is desk:
+            del self.desks[desk.agent_id]
+            return True
+        return False
+
+    def send(self, desk: Desk, message: dict[str, Any]) -> None:
+        desk.outbox.put_nowait(message)
+
+    def sync(self, agent_ids: set[str]) -> None:
+        for agent_id in agent_ids & self.desks.keys():
+            agent = self._state.agents.get(agent_id)
+            if agent is not None:
+                for message in self._diff(self.desks[agent_id], agent):
+                    self.desks[agent_id].outbox.put_nowait(message)
+
+    def _hello(self, desk: Desk) -> dict[str, Any]:
+        agent = self._state.agents[desk.agent_id]
+        now_s = self._clock()
+        desk.offers, desk.contacts, desk.presence = set(agent.offers), set(agent.contacts), self._presence(agent)
+        return {"type": "hello", "agent_id": agent.agent_id, "state": self._state_view(agent),
+                "capacity": {ch.value: n for ch, n in (agent.profile.channels.items() if agent.profile else ())},
+                "active_contacts": [self._contact(cid, now_s) for cid in agent.contacts],
+                "pending_offers": [self._offer(oid, now_s) for oid in agent.offers]}
+
+    def _diff(self, desk: Desk, agent: AgentState) -> list[dict[str, Any]]:
+        now_s, out = self._clock(), []
+        for offer_id in agent.offers.keys() - desk.offers:
+            out.append(self._offer(offer_id, now_s))
+        for offer_id in desk.offers - agent.offers.keys():
+            out.append(self._closed_offer(offer_id, agent))
+        for contact_id in desk.contacts - agent.contacts.keys():
+            contact = self._state.contacts.get(contact_id)
+            out.append({"type": "contact_ended", "contact_id": contact_id,
+                        "reason": (contact.end_reason if contact and contact.end_reason else "transferred or ended")})
+        presence = self._presence(agent)
+        if presence != desk.presence:
+            out.append({"type": "state", **self._state_view(agent)})
+        desk.offers, desk.contacts, desk.presence = set(agent.offers), set(agent.contacts), presence
+        return out
+
+    def _closed_offer(self, offer_id: str, agent: AgentState) -> dict[str, Any]:
+        contact_id = self._state.assigned_offers.get(offer_id)
+        if contact_id is not None and contact_id in agent.contacts:
+            return {"type": "assigned", "offer_id": offer_id, "contact_id": contact_id}
+        reason = self._state.closed_offers.get(offer_id, "withdrawn")
+        return {"type": "offer_revoked", "offer_id": offer_id, "reason": reason}
+
+    def _offer(self, offer_id: str, now_s: float) -> dict[str, Any]:
+        offer = self._state.offers.get(offer_id)
+        if offer is None:
+            return {"type": "offer_revoked", "offer_id": offer_id, "reason": "withdrawn"}
+        contact = self._state.contacts[offer.contact_id]
+        return {"type": "offer", "offer_id": offer_id, "contact": contact_summary(contact, now_s),
+                "expires_at": iso(offer.expires_at_s), "reasons": list(self._state.offer_reasons.get(offer_id, ()))}
+
+    def _contact(self, contact_id: str, now_s: float) -> dict[str, Any]:
+        contact = self._state.contacts.get(contact_id)
+        return contact_summary(contact, now_s) if contact else {"id": contact_id}
+
+    @staticmethod
+    def _presence(agent: AgentState) -> str:
+        return f"{agent.presence.value}:{agent.wrapup_until_s is not None}"
+
+    @staticmethod
+    def _state_view(agent: AgentState) -> dict[str, Any]:
+        view: dict[str, Any] = {"state": agent.presence.value, "in_wrapup": agent.wrapup_until_s is not None,
+                                "active_contacts": len(agent.contacts), "pending_offers": len(agent.offers)}
+        if agent.wrapup_until_s is not None:
+            view["wrapup_until"] = iso(agent.wrapup_until_s)
+        return view
+
+    async def _write(self, desk: Desk) -> None:
+        import orjson
+
+        while True:
+            message = await desk.outbox.get()
+            if message.get("type") == "_close":
+                await desk.socket.close(code=4000, message=b"replaced by a newer desk")
+                return
+            try:
+                await desk.socket.send_str(orjson.dumps(message).decode())
+            except (ConnectionError, RuntimeError) as exc:
+                log.info("desk of %s went away while writing: %s", desk.agent_id, exc)
+                return

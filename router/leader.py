@@ -1,0 +1,97 @@
+"""Leadership: exactly one router decides per domain, and a zombie's writes fail.
+
+The leader holds a session-level advisory lock on a connection of its own; a standby
+tries to take it every `retry_s`. When the leader dies its session ends and the lock
+is free at once. A leader that is paused rather than dead keeps its session until
+`idle_session_timeout` ends it (the live leader pings more often than that), so the
+standby takes over within a few seconds either way.
+
+A lock alone cannot stop a paused leader that wakes up and writes, so each election
+appends LeaderElected to `router-<domain>:leader`; its version is the epoch, and every
+decision asserts that version in the same atomic append. Once a new leader is
+elected, the old one's decisions fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+LEADER_LOCK_CLASS = 0x4C44  # "LD": the advisory lock's first key; the second is the domain's
+
+
+def leader_lock_key(domain: str) -> int:
+    return zlib.crc32(f"leader:{domain}".encode()) - 0x8000_0000
+
+
+class Leadership:
+    def __init__(self, dsn: str, domain: str, *, retry_s: float = 1.0, ping_s: float = 1.0,
+                 idle_timeout_s: float = 4.0) -> None:
+        self._dsn = dsn
+        self._domain = domain
+        self._retry_s = retry_s
+        self._ping_s = ping_s
+        self._idle_timeout_ms = int(idle_timeout_s * 1000)
+        self._stopping = asyncio.Event()
+        self.is_leader = False
+
+    async def run(self, on_elected: Callable[[], Awaitable[None]], on_lost: Callable[[], Awaitable[None]]) -> None:
+        while not self._stopping.is_set():
+            conn = await self._connect()
+            if conn is None:
+                await self._sleep(self._retry_s)
+                continue
+            try:
+                await self._lead_while_held(conn, on_elected, on_lost)
+            finally:
+                if not conn.is_closed():
+                    conn.terminate()
+
+    async def _connect(self) -> asyncpg.Connection | None:
+        try:
+            conn = await asyncpg.connect(self._dsn, timeout=5)
+            # Ends this session (and frees the lock) if the process stops pinging: a paused leader.
+            await conn.execute(f"SET idle_session_timeout = {self._idle_timeout_ms}")
+            return conn
+        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+            log.warning("leadership: cannot reach the database (%s); retrying", exc)
+            return None
+
+    async def _lead_while_held(self, conn: asyncpg.Connection, on_elected: Callable[[], Awaitable[None]],
+                               on_lost: Callable[[], Awaitable[None]]) -> None:
+        key = leader_lock_key(self._domain)
+        try:
+            while not self._stopping.is_set():
+                if not self.is_leader:
+                    if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LEADER_LOCK_CLASS, key):
+                        self.is_leader = True
+                        log.info("elected leader of routing domain %r", self._domain)
+                        await on_elected()
+                        continue
+                    await self._sleep(self._retry_s)
+                    await conn.fetchval("SELECT 1")
+                else:
+                    await self._sleep(self._ping_s)
+                    await conn.fetchval("SELECT 1")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+            log.warning("leadership connection lost (%s)", exc)
+        finally:
+            if self.is_leader:
+                self.is_leader = False
+                log.warning("no longer leader of routing domain %r", self._domain)
+                await on_lost()
+
+    async def _sleep(self, delay_s: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), delay_s)
+        except TimeoutError:
+            pass
+
+    def stop(self) -> None:
+        self._stopping.set()

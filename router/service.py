@@ -1,0 +1,230 @@
+"""The router service: folds the log into RouterState, and while leading, decides.
+
+Every process (leader or standby) follows the whole log, so any instance can serve
+agents' websockets and answer queries. Only the leader places contacts, makes
+offers and runs timers. Every decision is appended atomically at the stream
+versions it was based on, plus the leader epoch; a stale decision fails and is
+simply decided again once the state has caught up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import orjson
+
+from eventstore import ANY, ConcurrencyError, DuplicateEventError, NewEvent, RecordedEvent, StreamAppend, Subscription
+from eventstore.errors import StoreUnavailableError
+from eventstore.port import EventStore
+from policies.engine import CompiledPolicy
+
+from . import events as ev
+from .commands import reactions
+from .decide import Decision, next_offers, place
+from .scheduler import TimerScheduler
+from .state import NEW, WAITING, RouterState
+from .timers import Timer, TimerSettings, fire, timers_for_agent, timers_for_contact
+
+log = logging.getLogger(__name__)
+_EVENT_IDS = uuid.UUID("3d0c7f8e-51a4-4b0e-8e0f-7a2c9b1d6e40")
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSettings:
+    domain: str = "default"
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    timers: TimerSettings = TimerSettings()
+    round_interval_s: float = 1.0  # aging: priorities grow, so rounds also run on a beat
+    lead: bool = True  # False: this instance never routes (e.g. an ingest-only or read-only instance)
+
+
+class RouterService:
+    def __init__(self, store: EventStore, policy: Callable[[], CompiledPolicy], settings: RouterSettings,
+                 *, clock: Callable[[], float] = time.time,
+                 on_change: Callable[[set[str], set[str]], None] | None = None) -> None:
+        self.store = store
+        self.state = RouterState()
+        self.settings = settings
+        self._policy = policy
+        self._clock = clock
+        self.on_change = on_change
+        self._leader_stream = f"router-{settings.domain}:leader"
+        self.epoch: int | None = None
+        self._kick = asyncio.Event()
+        self._subscription = Subscription(store, f"router-state:{settings.instance}", self._apply_batch,
+                                          poll_interval_s=0.5, save_checkpoints=False)
+        self._scheduler = TimerScheduler(self._fire)
+        self._pending_contacts: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.decisions_ok = 0
+        self.decisions_stale = 0
+        self.decision_seconds: list[float] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Rebuild the state from the log, then follow it."""
+        await self._subscription.catch_up_from_start()
+        self._tasks.append(asyncio.create_task(self._subscription.run_from_cursor(), name="router-follow"))
+
+    async def stop(self) -> None:
+        await self.on_lost()
+        self._subscription.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def on_elected(self) -> None:
+        result = await self.store.append(self._leader_stream, [NewEvent(ev.LEADER_ELECTED, {
+            "instance": self.settings.instance, "at_s": self._clock()})], ANY)
+        self.epoch = result.last_version
+        self._scheduler = TimerScheduler(self._fire)
+        self._scheduler.start()
+        for contact in list(self.state.contacts.values()):  # re-arm every pending timer from the state
+            self._scheduler.reconcile(contact.contact_id, timers_for_contact(contact))
+        for agent in list(self.state.agents.values()):
+            self._scheduler.reconcile(agent.agent_id, timers_for_agent(agent, self.settings.timers))
+        self._tasks.append(asyncio.create_task(self._decide_loop(), name="router-decide"))
+        log.info("routing as leader, epoch %d, %d timers armed", self.epoch, self._scheduler.armed)
+
+    async def on_lost(self) -> None:
+        self.epoch = None
+        self._scheduler.shutdown()
+        self._kick.set()
+
+    @property
+    def is_leader(self) -> bool:
+        return self.epoch is not None
+
+    # -- following the log ------------------------------------------------------------------
+
+    async def _apply_batch(self, events: Sequence[RecordedEvent]) -> None:
+        changed = False
+        for event in events:
+            changed |= self.state.apply(event)
+        if changed:
+            self._after_change()
+
+    def notify_changed(self) -> None:
+        """Something outside the log subscription changed the state (e.g. an admin request)."""
+        self._after_change()
+
+    def _after_change(self) -> None:
+        contacts, agents = self.state.touched_contacts, self.state.touched_agents
+        self.state.touched_contacts, self.state.touched_agents = set(), set()
+        if self.is_leader:
+            for contact_id in contacts:
+                contact = self.state.contacts.get(contact_id)
+                self._scheduler.reconcile(contact_id, timers_for_contact(contact) if contact else [])
+            for agent_id in agents:
+                agent = self.state.agents.get(agent_id)
+                self._scheduler.reconcile(agent_id, timers_for_agent(agent, self.settings.timers) if agent else [])
+            self._pending_contacts.update(contacts)
+            self._kick.set()
+        if self.on_change is not None:
+            self.on_change(contacts, agents)
+
+    # -- deciding (leader) ------------------------------------------------------------------
+
+    async def _decide_loop(self) -> None:
+        self._pending_contacts = set(self.state.contacts)
+        while self.is_leader:
+            try:
+                await asyncio.wait_for(self._kick.wait(), self.settings.round_interval_s)
+            except TimeoutError:
+                pass
+            self._kick.clear()
+            if not self.is_leader:
+                return
+            try:
+                await self._round()
+            except StoreUnavailableError as exc:
+                log.warning("routing round skipped: %s", exc.message)
+                await asyncio.sleep(1.0)
+            except Exception:
+                log.exception("routing round failed; the next one starts from the log's state")
+                await asyncio.sleep(0.5)
+
+    async def _round(self) -> None:
+        now_s = self._clock()
+        started = time.perf_counter()
+        touched, self._pending_contacts = self._pending_contacts, set()
+        first: list[Decision] = []
+        policy = self._policy()
+        for contact_id in touched:
+            contact = self.state.contacts.get(contact_id)
+            if contact is None:
+                continue
+            if contact.facts is not None and (contact.status == NEW or contact.replan):
+                first.append(place(self.state, contact, policy, now_s))
+            first.extend(reactions(self.state, contact, now_s))
+        await self._submit_all(first)
+        offers = next_offers(self.state, now_s)
+        self.decision_seconds.append(time.perf_counter() - started)
+        del self.decision_seconds[:-1000]
+        await self._submit_all(offers)
+
+    async def _submit_all(self, decisions: Sequence[Decision]) -> None:
+        if decisions:
+            await asyncio.gather(*(self.submit(d) for d in decisions))
+
+    async def _fire(self, timer: Timer) -> None:
+        if not self.is_leader:
+            return
+        try:
+            for decision in fire(self.state, timer, self._clock(), self.settings.timers):
+                await self.submit(decision)
+        except StoreUnavailableError as exc:
+            log.warning("timer %s could not fire (%s); re-armed", timer.key, exc.message)
+            self._scheduler.reconcile(timer.ref, [Timer(timer.key, self._clock() + 1.0, timer.kind, timer.ref,
+                                                        timer.arg)])
+
+    # -- appending --------------------------------------------------------------------------
+
+    async def submit(self, decision: Decision, *, fenced: bool = True) -> bool:
+        """Append a decision atomically at its versions (and the leader epoch when fenced);
+        apply it at once on success. False when it was stale."""
+        now = datetime.now(timezone.utc)
+        appends = [StreamAppend(p.stream_id, [self._new_event(p.stream_id, p.expected_version + i, t, d)
+                                              for i, (t, d) in enumerate(p.events)], p.expected_version)
+                   for p in decision.parts]
+        if fenced and self.epoch is not None:
+            appends.append(StreamAppend(self._leader_stream, [], self.epoch))
+        try:
+            results = await self.store.append_many(appends)
+        except (ConcurrencyError, DuplicateEventError) as exc:
+            self.decisions_stale += 1
+            log.debug("decision %s was stale: %s", decision.kind, exc)
+            if decision.contact_id is not None:
+                self._pending_contacts.add(decision.contact_id)  # decide it again on the fresh state
+            if isinstance(exc, ConcurrencyError) and exc.stream_id == self._leader_stream:
+                log.warning("a newer leader was elected; this instance stops deciding")
+                await self.on_lost()
+            self._kick.set()
+            return False
+        self.decisions_ok += 1
+        for part, append, result in zip(decision.parts, appends, results):
+            for event, version, position in zip(append.events, result.versions, result.positions):
+                self.state.apply(RecordedEvent(event.event_id, part.stream_id, version, position, 0,
+                                               event.type, dict(event.data), dict(event.metadata), now))
+        self._after_change()
+        return True
+
+    def _new_event(self, stream_id: str, version: int, type_: str, data: dict[str, object]) -> NewEvent:
+        # The id is derived from what is decided: a retried identical decision is a repeat,
+        # a different decision at the same version is a conflict.
+        digest = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        event_id = uuid.uuid5(_EVENT_IDS, f"{stream_id}:{version}:{type_}:{digest}")
+        metadata = {"actor": f"router:{self.settings.instance}", "epoch": self.epoch,
+                    "correlation_id": str(data.get("contact_id") or data.get("agent_id") or "")}
+        return NewEvent(type_, data, metadata, event_id=event_id)
+
+
+__all__ = ["RouterService", "RouterSettings", "WAITING"]

@@ -1,0 +1,186 @@
+"""Contacts meet agents through the real server: gateway events in, desk websockets out."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+import websockets
+from aiohttp.test_utils import TestClient, TestServer
+
+from channels.native import example_events
+from policies.vocabulary import Channel
+from router.app import build_app
+from tests.conftest import reset_database
+from tests.e2e.conftest import Api, make_config
+
+
+@pytest.fixture
+async def routed(database_url: str) -> AsyncIterator[Api]:
+    await reset_database(database_url)
+    client = TestClient(TestServer(build_app(make_config(database_url, lead=True))))
+    await client.start_server()
+    yield Api(client, database_url)
+    await client.close()
+
+
+class Desk:
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    async def send(self, **message: Any) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def expect(self, type_: str, timeout_s: float = 10) -> dict[str, Any]:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                message = json.loads(await self.ws.recv())
+                if message["type"] == type_:
+                    return dict(message)
+                if message["type"] == "error" and type_ != "error":
+                    raise AssertionError(f"unexpected error frame: {message}")
+
+
+async def new_agent(api: Api, agent_id: str, **overrides: Any) -> str:
+    body = {"id": agent_id, "name": agent_id.title(), "skills": {"general": 3, "fraud": 4, "credit_card": 3},
+            "languages": ["zh", "en"], "channels": {"phone": 1, "webchat": 3}, **overrides}
+    status, created = await api.admin("POST", "/v1/agents", json=body)
+    assert status == 201, created
+    status, token = await api.admin("POST", f"/v1/agents/{agent_id}/token")
+    assert status == 201
+    return str(token["token"])
+
+
+async def open_desk(api: Api, token: str) -> tuple[Any, Desk]:
+    url = f"ws://{api.client.host}:{api.client.port}/v1/agents/ws?token={token}"
+    ws = await websockets.connect(url)
+    desk = Desk(ws)
+    hello = await desk.expect("hello")
+    assert "state" in hello and "pending_offers" in hello
+    return ws, desk
+
+
+def call(session: str, intent: str = "credit_card") -> list[dict[str, Any]]:
+    start, ivr = (copy.deepcopy(e) for e in example_events(Channel.PHONE)[:2])
+    for event in (start, ivr):
+        event["event_id"] = f"{event['event_id']}-{uuid.uuid4().hex[:8]}"
+        event["call_id"] = session
+        event["occurred_at"] = datetime.now(timezone.utc).isoformat()
+    start["caller"]["number"] = "+8613911112222"
+    ivr["ivr"]["verified_customer_id"] = None
+    ivr["ivr"]["intent"] = intent
+    return [start, ivr]
+
+
+async def arrive(api: Api, session: str, intent: str = "credit_card") -> str:
+    contact_id = ""
+    for event in call(session, intent):
+        status, body = await api.post_event("phone", event)
+        assert status == 202, body
+        contact_id = body["contact_id"]
+    return contact_id
+
+
+async def test_a_call_is_offered_accepted_completed_and_wrapped_up(routed: Api) -> None:
+    ws, desk = await open_desk(routed, await new_agent(routed, "a1"))
+    try:
+        await desk.send(type="state", state="available", reason="start of shift")
+        assert (await desk.expect("state"))["state"] == "available"
+        contact_id = await arrive(routed, "route-1")
+        offer = await desk.expect("offer")
+        assert offer["contact"]["id"] == contact_id and offer["contact"]["channel"] == "phone"
+        assert offer["expires_at"] and offer["reasons"]
+        await desk.send(type="accept", offer_id=offer["offer_id"])
+        assigned = await desk.expect("assigned")
+        assert assigned == {"type": "assigned", "offer_id": offer["offer_id"], "contact_id": contact_id}
+        await desk.send(type="complete", contact_id=contact_id, disposition="resolved")
+        ended = await desk.expect("contact_ended")
+        assert ended["contact_id"] == contact_id
+        await desk.send(type="wrapup_done")
+        state = await desk.expect("state")
+        assert state["in_wrapup"] is False or state["state"] == "available"
+        _, contact = await routed.get(f"/v1/contacts/{contact_id}")
+        types = [e["type"] for e in contact["events"]]
+        for expected in ("ContactQueued", "OfferMade", "OfferAccepted", "ContactAssigned", "ContactCompleted"):
+            assert expected in types
+        made = next(e for e in contact["events"] if e["type"] == "OfferMade")
+        assert made["data"]["considered"]["strategy"] and made["data"]["reasons"]
+    finally:
+        await ws.close()
+
+
+async def test_a_reject_goes_to_the_next_agent(routed: Api) -> None:
+    ws1, desk1 = await open_desk(routed, await new_agent(routed, "a1"))
+    await desk1.send(type="state", state="available")
+    await desk1.expect("state")
+    ws2, desk2 = await open_desk(routed, await new_agent(routed, "a2"))
+    await desk2.send(type="state", state="available")
+    await desk2.expect("state")
+    try:
+        await arrive(routed, "route-2")
+        first = await desk1.expect("offer")  # a1 has been idle longest
+        await desk1.send(type="reject", offer_id=first["offer_id"], reason="on a break")
+        revoked = await desk1.expect("offer_revoked")
+        assert revoked["offer_id"] == first["offer_id"]
+        second = await desk2.expect("offer")
+        assert second["contact"]["id"] == first["contact"]["id"]
+    finally:
+        await ws1.close()
+        await ws2.close()
+
+
+@pytest.mark.parametrize("raw,code", [
+    ("not json", "invalid_json"),
+    ('["a list"]', "invalid_message"),
+    ('{"no": "type"}', "invalid_message"),
+    ('{"type": "teleport"}', "unknown_type"),
+    ('{"type": "accept"}', "invalid_message"),
+    ('{"type": "accept", "offer_id": "someone-elses"}', "offer_not_pending"),
+    ('{"type": "complete", "contact_id": "c-x", "disposition": "done"}', "not_your_contact"),
+    ('{"type": "state", "state": "asleep"}', "invalid_state"),
+    ('{"type": "wrapup_done"}', "not_in_wrapup"),
+])
+async def test_bad_messages_get_error_frames_and_the_desk_stays_open(routed: Api, raw: str, code: str) -> None:
+    ws, desk = await open_desk(routed, await new_agent(routed, "a1"))
+    try:
+        await ws.send(raw)
+        error = await desk.expect("error")
+        assert error["code"] == code and error["message"]
+        await desk.send(type="state", state="away", reason="still here")
+        assert (await desk.expect("state"))["state"] == "away"  # the connection still works
+    finally:
+        await ws.close()
+
+
+async def test_desk_needs_a_valid_token(routed: Api) -> None:
+    await new_agent(routed, "a1")
+    with pytest.raises(websockets.exceptions.InvalidStatus) as info:
+        await websockets.connect(f"ws://{routed.client.host}:{routed.client.port}/v1/agents/ws?token=nope")
+    assert info.value.response.status_code == 401
+
+
+async def test_agents_api_validates_and_records_changes(routed: Api) -> None:
+    status, body = await routed.admin("POST", "/v1/agents", json={"id": "x", "name": "X", "skills": {"fraud": 9},
+                                                                  "languages": ["zh"], "channels": {"phone": 1}})
+    assert status == 422 and body["error"]["field"] == "skills.fraud"
+    status, body = await routed.admin("POST", "/v1/agents", json={"id": "x", "name": "X", "skills": {},
+                                                                  "languages": ["zh"], "channels": {"fax": 1}})
+    assert status == 422 and body["error"]["field"].startswith("channels")
+    await new_agent(routed, "a1")
+    status, body = await routed.admin("POST", "/v1/agents", json={"id": "a1", "name": "again", "skills": {},
+                                                                  "languages": ["zh"], "channels": {"phone": 1}})
+    assert (status, body["error"]["code"]) == (409, "agent_exists")
+    status, body = await routed.admin("PATCH", "/v1/agents/a1", json={"skills": {"sign_language": 4}})
+    assert status == 200 and body["skills"] == {"sign_language": 4}
+    status, body = await routed.admin("PATCH", "/v1/agents/nobody", json={"skills": {}})
+    assert status == 404
+    status, listing = await routed.admin("GET", "/v1/agents")
+    assert [a["id"] for a in listing["agents"]] == ["a1"]
+    async with routed.client.get("/v1/agents", headers={"Authorization": "Bearer wrong"}) as resp:
+        assert resp.status == 401
