@@ -21,6 +21,7 @@ from .api import channels as channels_api
 from .api import customers as customers_api
 from .api import keys
 from .api import agents as agents_api
+from .api import queues as queues_api
 from .api import policies as policies_api
 from .api.errors import ApiError, error_middleware
 from .api.openapi import OPENAPI_KEY, build_document, health_paths, openapi_handler
@@ -53,7 +54,8 @@ def build_app(config: AppConfig) -> web.Application:
     app[keys.CREDENTIALS] = config.credentials
     app[keys.GATEWAY_RATE_LIMITER] = RateLimiter(config.gateway_rate_per_s, config.gateway_burst)
     app[OPENAPI_KEY] = build_document([health_paths, channels_api.openapi_paths, customers_api.openapi_paths,
-                                        policies_api.openapi_paths, agents_api.openapi_paths])
+                                        policies_api.openapi_paths, agents_api.openapi_paths,
+                                        queues_api.openapi_paths])
     app.cleanup_ctx.append(_store_ctx(config))
     app.cleanup_ctx.append(_ingest_ctx)
     app.cleanup_ctx.append(_policies_ctx)
@@ -64,6 +66,7 @@ def build_app(config: AppConfig) -> web.Application:
     customers_api.add_routes(app)
     policies_api.add_routes(app)
     agents_api.add_routes(app)
+    queues_api.add_routes(app)
     return app
 
 

@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply database migrations (DATABASE_URL)")
     migrate.add_argument("--revision", default="head")
     bench = sub.add_parser("bench", help="run a benchmark and print its figures")
-    bench.add_argument("suite", choices=["eventstore", "ingest", "all"], help="which benchmark")
+    bench.add_argument("suite", choices=["eventstore", "ingest", "policy", "all"], help="which benchmark")
     bench.add_argument("--json", action="store_true", help="end with one line of JSON")
     bench.add_argument("--seconds", type=float, default=5.0, help="length of each measurement")
     bench.add_argument("--runs", type=int, default=3, help="repeat and report medians")

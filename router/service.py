@@ -62,6 +62,7 @@ class RouterService:
                                           poll_interval_s=0.5, save_checkpoints=False)
         self._scheduler = TimerScheduler(self._fire)
         self._pending_contacts: set[str] = set()
+        self._last_recorded_s = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self.decisions_ok = 0
         self.decisions_stale = 0
@@ -105,7 +106,13 @@ class RouterService:
 
     # -- following the log ------------------------------------------------------------------
 
+    def event_lag_s(self) -> float:
+        """How far behind the log this instance is: now minus the newest applied event's time."""
+        return max(0.0, time.time() - self._last_recorded_s) if self._last_recorded_s else 0.0
+
     async def _apply_batch(self, events: Sequence[RecordedEvent]) -> None:
+        if events:
+            self._last_recorded_s = events[-1].recorded_at.timestamp()
         changed = False
         for event in events:
             changed |= self.state.apply(event)

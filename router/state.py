@@ -317,8 +317,8 @@ def _assigned(state: RouterState, contact: ContactState, data: Data) -> None:
 def _finished(state: RouterState, contact: ContactState, data: Data) -> None:
     """Completed by the agent, or ended/abandoned by the customer."""
     if contact.status in (WAITING, OFFERED) and contact.plan is not None and contact.queue_id is not None:
-        at_s = float(data.get("at_s", contact.queued_at_s))
         waited_s = float(data.get("waited_s", 0.0))
+        at_s = float(data.get("at_s") or contact.queued_at_s + waited_s)
         state.outcomes.append(Outcome(at_s, contact.queue_id, False, waited_s, False))
     contact.end_reason = contact.end_reason or data.get("cause") or data.get("disposition") or "ended"
     contact.status = DONE

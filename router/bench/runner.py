@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 
 from router.devdb import scratch_database
 from router.migrate import upgrade
 
-from . import machine, report
+from . import machine, progress, report
 
 
 def run_bench(suite: str, *, as_json: bool, seconds: float, runs: int, connections: int = 128,
@@ -27,6 +28,20 @@ def run_bench(suite: str, *, as_json: bool, seconds: float, runs: int, connectio
         with scratch_database("BENCH_DATABASE_URL") as dsn:
             figures.update(ingest.run(dsn, seconds=seconds, runs=runs, connections=connections,
                                       rate_per_s=rate, profile_path=profile))
+    if suite in ("policy", "all"):
+        figures.update(_policy(seconds, runs))
     figures["machine"] = machine()
     report(f"contact-router bench {suite}", figures, as_json)
     return 0
+
+
+def _policy(seconds: float, runs: int) -> dict[str, object]:
+    """Policy evaluations per second on one core (no database); medians of `runs` runs."""
+    from policies.bench import run_policy_bench
+
+    progress(f"policy benchmark: {runs} runs of {seconds:.0f} s each, medians reported")
+    results = []
+    for run in range(1, runs + 1):
+        results.append(run_policy_bench(seconds))
+        progress(f"  policy_evals_per_s: run {run}/{runs} -> {results[-1]['policy_evals_per_s']:,}")
+    return {key: statistics.median(r[key] for r in results) for key in results[0]}

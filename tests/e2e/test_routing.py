@@ -184,3 +184,32 @@ async def test_agents_api_validates_and_records_changes(routed: Api) -> None:
     assert [a["id"] for a in listing["agents"]] == ["a1"]
     async with routed.client.get("/v1/agents", headers={"Authorization": "Bearer wrong"}) as resp:
         assert resp.status == 401
+
+
+async def test_queue_figures_and_metrics(routed: Api) -> None:
+    ws, desk = await open_desk(routed, await new_agent(routed, "a1"))
+    try:
+        await desk.send(type="state", state="available")
+        await desk.expect("state")
+        await arrive(routed, "fig-1")
+        offer = await desk.expect("offer")
+        await desk.send(type="accept", offer_id=offer["offer_id"])
+        await desk.expect("assigned")
+        await arrive(routed, "fig-2")  # no free agent now: it waits
+        for _ in range(100):
+            status, body = await routed.admin("GET", "/v1/queues")
+            queue = next(q for q in body["queues"] if q["queue"] == offer["contact"]["queue"])
+            if queue["waiting"] == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert status == 200 and body["leader"] is True
+        assert queue["waiting"] == 1 and queue["in_progress"] == 1
+        assert queue["today"]["answered"] == 1 and queue["today"]["service_level_pct"] == 100.0
+        assert queue["agents"]["busy"] == 1
+        async with routed.client.get("/metrics") as resp:
+            text = await resp.text()
+        assert resp.status == 200
+        assert f'router_queue_waiting{{queue="{queue["queue"]}"}} 1.0' in text
+        assert "router_websocket_connections 1.0" in text and "router_is_leader 1.0" in text
+    finally:
+        await ws.close()

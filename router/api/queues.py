@@ -1,0 +1,107 @@
+"""GET /v1/queues (live figures) and GET /metrics (Prometheus text format)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from ..figures import queue_figures, summary
+from . import keys
+from .agents import HUB, ROUTER
+from .auth import require_admin
+from .openapi import error_responses
+
+REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+
+
+def _figures(app: web.Application) -> list[dict[str, Any]]:
+    policies = app[keys.POLICIES]
+    policy = policies.active.current()
+    return queue_figures(app[ROUTER].state, policy, time.time(), policy.context.zone)
+
+
+async def get_queues(request: web.Request) -> web.Response:
+    require_admin(request, request.app[keys.CREDENTIALS].admin_token)
+    figures = _figures(request.app)
+    return web.json_response({"queues": figures, "totals": summary(figures),
+                              "leader": request.app[ROUTER].is_leader, "at": time.time()})
+
+
+class RouterCollector:
+    """Reads the live state at scrape time: nothing is counted twice or kept apart."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Metric]:
+        figures = _figures(self._app)
+        labels = ["queue"]
+        waiting = GaugeMetricFamily("router_queue_waiting", "Contacts waiting in the queue", labels=labels)
+        longest = GaugeMetricFamily("router_queue_longest_wait_seconds", "Longest current wait", labels=labels)
+        sl = GaugeMetricFamily("router_queue_service_level_ratio",
+                               "Share answered within the SLA target, last 15 minutes", labels=labels)
+        asa = GaugeMetricFamily("router_queue_average_speed_of_answer_seconds", "Mean wait of answered contacts, "
+                                "last 15 minutes", labels=labels)
+        aband = GaugeMetricFamily("router_queue_abandonment_ratio", "Abandons (5 s or more) over finished waits, "
+                                  "last 15 minutes", labels=labels)
+        agents = GaugeMetricFamily("router_queue_agents", "Agents serving the queue by state", labels=["queue", "state"])
+        for q in figures:
+            name, window = [q["queue"]], q["last_15_min"]
+            waiting.add_metric(name, q["waiting"])
+            longest.add_metric(name, q["longest_wait_s"])
+            if window["service_level_pct"] is not None:
+                sl.add_metric(name, window["service_level_pct"] / 100)
+                aband.add_metric(name, window["abandonment_rate_pct"] / 100)
+            if window["average_speed_of_answer_s"] is not None:
+                asa.add_metric(name, window["average_speed_of_answer_s"])
+            for state, count in q["agents"].items():
+                agents.add_metric([q["queue"], state], count)
+        yield from (waiting, longest, sl, asa, aband, agents)
+        yield from self._health()
+
+    def _health(self) -> Iterator[Metric]:
+        router, hub = self._app[ROUTER], self._app[HUB]
+        latencies = router.decision_seconds[-200:]
+        yield GaugeMetricFamily("router_is_leader", "1 when this instance routes its domain", value=router.is_leader)
+        yield GaugeMetricFamily("router_decision_round_seconds_p50", "Median routing round time (last 200)",
+                                value=statistics.median(latencies) if latencies else 0.0)
+        yield GaugeMetricFamily("router_decisions_total", "Decisions appended by this instance",
+                                value=router.decisions_ok)
+        yield GaugeMetricFamily("router_decisions_stale_total", "Decisions refused as stale (re-decided)",
+                                value=router.decisions_stale)
+        yield GaugeMetricFamily("router_event_lag_seconds", "Time since the newest applied event was recorded",
+                                value=router.event_lag_s())
+        yield GaugeMetricFamily("router_websocket_connections", "Agent desks connected to this instance",
+                                value=len(hub.desks))
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+def add_routes(app: web.Application) -> None:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RouterCollector(app))  # type: ignore[arg-type]
+    app[REGISTRY] = registry
+    app.router.add_get("/v1/queues", get_queues)
+    app.router.add_get("/metrics", get_metrics)
+
+
+def openapi_paths(doc: dict[str, Any]) -> None:
+    doc["paths"]["/v1/queues"] = {"get": {
+        "summary": "Live queue figures: waiting, longest wait, agents, service level, speed of answer, abandons",
+        "security": [{"admin": []}],
+        "responses": {"200": {"description": "figures per queue",
+                              "content": {"application/json": {"schema": {"type": "object"}}}},
+                      **error_responses(401, 403)}}}
+    doc["paths"]["/metrics"] = {"get": {
+        "summary": "Prometheus metrics (text format)",
+        "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}}

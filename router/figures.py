@@ -1,0 +1,116 @@
+"""Live queue figures, computed from the router's state (pure: `now_s` is an argument).
+
+Service level: the share of contacts answered within the queue's SLA target among
+those answered or abandoned in the window, abandons under 5 s excluded (a caller who
+hangs up at once was never really waiting). Average speed of answer: the mean wait
+of answered contacts. Abandonment rate: abandons (5 s or more) over all finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from policies.engine import CompiledPolicy
+from policies.vocabulary import Presence
+
+from .state import ASSIGNED, OFFERED, WAITING, AgentState, Outcome, RouterState
+
+SHORT_ABANDON_S = 5.0
+WINDOW_S = 15 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    answered: int
+    within_sla: int
+    abandoned: int
+    short_abandons: int
+    wait_total_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        counted = self.answered + self.abandoned
+        return {
+            "answered": self.answered, "abandoned": self.abandoned, "short_abandons_excluded": self.short_abandons,
+            "service_level_pct": round(100.0 * self.within_sla / counted, 1) if counted else None,
+            "average_speed_of_answer_s": round(self.wait_total_s / self.answered, 1) if self.answered else None,
+            "abandonment_rate_pct": round(100.0 * self.abandoned / counted, 1) if counted else None,
+        }
+
+
+def window(outcomes: Iterable[Outcome]) -> Window:
+    answered = within = abandoned = short = 0
+    wait_total_s = 0.0
+    for o in outcomes:
+        if o.answered:
+            answered += 1
+            within += o.within_sla
+            wait_total_s += o.waited_s
+        elif o.waited_s < SHORT_ABANDON_S:
+            short += 1
+        else:
+            abandoned += 1
+    return Window(answered, within, abandoned, short, wait_total_s)
+
+
+def _serves(agent: AgentState, policy: CompiledPolicy, queue_id: str) -> bool:
+    """An agent counts for a queue when it has the queue's own skills (languages vary per contact)."""
+    if agent.profile is None:
+        return False
+    for spec in policy.queue(queue_id).require:
+        if spec.skill is not None and agent.profile.skills.get(spec.skill, 0) < spec.min_level:
+            return False
+    return True
+
+
+def _agent_bucket(agent: AgentState) -> str:
+    if agent.presence is Presence.AVAILABLE and not agent.contacts and not agent.offers and agent.wrapup_until_s is None:
+        return "available"
+    if agent.presence is Presence.AVAILABLE:
+        return "busy"
+    return "away" if agent.presence is Presence.AWAY else "offline"
+
+
+def queue_figures(state: RouterState, policy: CompiledPolicy, now_s: float, zone: ZoneInfo) -> list[dict[str, Any]]:
+    midnight_s = datetime.fromtimestamp(now_s, zone).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    by_queue: dict[str, list[Outcome]] = {}
+    for outcome in state.outcomes:
+        if outcome.at_s >= midnight_s:
+            by_queue.setdefault(outcome.queue_id, []).append(outcome)
+    waiting: dict[str, list[float]] = {}
+    assigned: dict[str, int] = {}
+    for contact in state.contacts.values():
+        if contact.queue_id is None:
+            continue
+        if contact.status in (WAITING, OFFERED):
+            waiting.setdefault(contact.queue_id, []).append(now_s - contact.queued_at_s)
+        elif contact.status == ASSIGNED:
+            assigned[contact.queue_id] = assigned.get(contact.queue_id, 0) + 1
+    figures = []
+    for queue_id, info in policy.queues.items():
+        waits = waiting.get(queue_id, [])
+        agents: dict[str, int] = {"available": 0, "busy": 0, "away": 0, "offline": 0}
+        for agent in state.agents.values():
+            if _serves(agent, policy, queue_id):
+                agents[_agent_bucket(agent)] += 1
+        today = by_queue.get(queue_id, [])
+        figures.append({
+            "queue": queue_id, "name": info.name,
+            "sla": {"answer_within_s": info.answer_within_s, "target_pct": info.target_pct},
+            "waiting": len(waits), "longest_wait_s": round(max(waits), 1) if waits else 0.0,
+            "in_progress": assigned.get(queue_id, 0), "agents": agents,
+            "last_15_min": window(o for o in today if o.at_s >= now_s - WINDOW_S).to_json(),
+            "today": window(today).to_json(),
+        })
+    return figures
+
+
+def summary(figures: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    total = {"waiting": 0, "in_progress": 0}
+    for queue in figures:
+        total["waiting"] += int(queue["waiting"])
+        total["in_progress"] += int(queue["in_progress"])
+    return total
