@@ -19,6 +19,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo", action="store_true", help="load demo agents on first start")
     migrate = sub.add_parser("migrate", help="apply database migrations (DATABASE_URL)")
     migrate.add_argument("--revision", default="head")
+    check = sub.add_parser("check", help="verify the router's invariants over the whole log (DATABASE_URL)")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
     bench = sub.add_parser("bench", help="run a benchmark and print its figures")
     bench.add_argument("suite", choices=["eventstore", "ingest", "policy", "all"], help="which benchmark")
     bench.add_argument("--json", action="store_true", help="end with one line of JSON")
@@ -45,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .serve import migrate_only
 
         return migrate_only(settings, args.revision)
+    if args.command == "check":
+        from .serve import check_only
+
+        return check_only(settings, as_json=args.json)
     if args.command == "bench":
         from .bench.runner import run_bench
 

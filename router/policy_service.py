@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 POLICY_PUBLISHED = "PolicyPublished"
 POLICY_ROLLED_BACK = "PolicyRolledBack"
 SYSTEM_ACTOR = "system"
+MAX_VERSION = 2**31 - 1  # the store's version column is an int
 _SEED_NAMESPACE = uuid.UUID("6d1c52a2-3f0e-4f5b-9a51-2f2b7f3c9e10")
 
 Kind = Literal["published", "rolled_back"]
@@ -209,7 +210,9 @@ class PolicyService:
         return tuple(self._records)
 
     async def get(self, version: int) -> StoredPolicy:
-        events = await self._store.read_stream(self.stream_id, from_version=max(version, 1), limit=1)
+        if not 1 <= version <= MAX_VERSION:
+            raise UnknownVersion(version)
+        events = await self._store.read_stream(self.stream_id, from_version=version, limit=1)
         if not events or events[0].version != version:
             raise UnknownVersion(version)
         return stored_of(events[0])
@@ -270,7 +273,7 @@ class PolicyService:
             raise PolicyTooLarge(exc.message) from None
         finally:
             self._compiled_ahead.pop(event.event_id, None)
-        return Change(next(r for r in reversed(self._records) if r.version == data["version"]), report)
+        return Change(self._records[data["version"] - 1], report)  # versions run 1, 2, 3... in the list
 
     async def _seed(self) -> None:
         """The default policy as version 1 when the domain has none.

@@ -61,3 +61,38 @@ async def _run(app: web.Application, settings: Settings) -> None:
     await stop.wait()
     log.info("shutting down")
     await runner.cleanup()
+
+
+def check_only(settings: Settings, *, as_json: bool) -> int:
+    """Read the whole log and verify the invariants; exit 1 with a report when one fails."""
+    import json
+    import sys
+    import time
+
+    from eventstore.postgres import PostgresEventStore
+
+    from .check import check_log
+
+    def progress(count: int) -> None:
+        if count % 50_000 < 5000:
+            print(f"  read {count:,} events", file=sys.stderr, flush=True)
+
+    async def run(dsn: str) -> dict[str, object]:
+        store = await PostgresEventStore.connect(dsn)
+        try:
+            return await check_log(store, time.time(), progress)
+        finally:
+            await store.close()
+
+    with database(settings) as dsn:
+        report = asyncio.run(run(dsn))
+    if as_json:
+        print(json.dumps(report))
+    else:
+        print(f"checked {report['events']:,} events: {report['contacts']} contacts, {report['agents']} agents, "
+              f"{report['offers']} offers, {report['assigned']} assigned, {report['open_offers']} offers open, "
+              f"{report['not_finished']} contacts not finished")
+        for line in report["violations"]:  # type: ignore[union-attr]
+            print(f"VIOLATION: {line}")
+        print("all invariants hold" if report["ok"] else f"{report['violation_count']} violations")
+    return 0 if report["ok"] else 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from channels.native import MAX_BODY_BYTES, NativeEventError, channel_schemas, component_schemas, example_events, parse_native
@@ -76,7 +77,7 @@ async def post_channel_event(request: web.Request) -> web.Response:
                        field="event_id") from None
     except InvalidAppendError as exc:
         raise ApiError(422, exc.code, exc.message) from None
-    return web.json_response(receipt.to_data(), status=202)
+    return web.Response(body=orjson.dumps(receipt.to_data()), status=202, content_type="application/json")
 
 
 async def get_contact(request: web.Request) -> web.Response:

@@ -12,16 +12,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
 
 from policies.engine import CompiledPolicy, NoMatchingRule, compile_policy
 from policies.errors import PolicyInvalid, PolicyParseError
 from policies.loader import JSON_TYPES, YAML_TYPES, document_from_data, parse_data
-from policies.report import ValidationReport, error, format_loc, report_of
+from policies.report import ValidationReport, error, report_of
 from policies.schema import PolicyDocument
 from policies.simulate import simulate
 from policies.validate import validate_document
@@ -32,7 +31,7 @@ from . import keys
 from .auth import require_admin
 from .channels import read_limited_body
 from .errors import ApiError
-from .policy_bodies import RollbackRequest, SimulateRequest, ValidateRequest
+from .policy_bodies import RollbackRequest, SimulateRequest, ValidateRequest, parse_body
 from .policy_openapi import openapi_paths
 
 __all__ = ["add_routes", "openapi_paths"]
@@ -43,19 +42,18 @@ MAX_ROLLBACK_BYTES = 16 * 1024
 MAX_COMMENT_CHARS = 2000
 TEXT_TYPES = JSON_TYPES | YAML_TYPES | {"text/plain"}
 _VERSION = re.compile(r"[0-9]{1,9}")
-M = TypeVar("M", bound=BaseModel)
 
 
 # --- reading ------------------------------------------------------------------------------
 
 async def get_active(request: web.Request) -> web.StreamResponse:
-    require_admin(request, request.app[keys.CREDENTIALS].admin_token)
+    _admin(request)
     service = await _fresh_service(request)
     return _policy_response(request, service.active.stored(), service.active.version)
 
 
 async def get_history(request: web.Request) -> web.Response:
-    require_admin(request, request.app[keys.CREDENTIALS].admin_token)
+    _admin(request)
     service = await _fresh_service(request)
     limit = _query_int(request, "limit", 100, 1, 1000)
     before = _query_int(request, "before", 2**31 - 1, 1, 2**31 - 1)
@@ -67,18 +65,18 @@ async def get_history(request: web.Request) -> web.Response:
 
 
 async def get_version(request: web.Request) -> web.StreamResponse:
-    require_admin(request, request.app[keys.CREDENTIALS].admin_token)
+    _admin(request)
     service = await _fresh_service(request)
     version = int(request.match_info["version"])
-    with _service_errors():
-        stored = await service.get(version if version < 2**31 else 0)
+    with _service_errors(version_field="version"):
+        stored = await service.get(version)
     return _policy_response(request, stored, service.active.version)
 
 
 # --- changing -----------------------------------------------------------------------------
 
 async def put_policy(request: web.Request) -> web.Response:
-    actor = require_admin(request, request.app[keys.CREDENTIALS].admin_token)
+    actor = _admin(request)
     based_on = _if_match(request)
     comment = request.query.get("comment", "")
     if len(comment) > MAX_COMMENT_CHARS:
@@ -94,9 +92,9 @@ async def put_policy(request: web.Request) -> web.Response:
 
 
 async def post_rollback(request: web.Request) -> web.Response:
-    actor = require_admin(request, request.app[keys.CREDENTIALS].admin_token)
+    actor = _admin(request)
     based_on = _if_match(request)
-    body = _model(RollbackRequest, await read_limited_body(request, MAX_ROLLBACK_BYTES))
+    body = parse_body(RollbackRequest, await read_limited_body(request, MAX_ROLLBACK_BYTES))
     profiles, roster = _live_profiles(request)
     with _service_errors():
         change = await request.app[keys.POLICIES].rollback(
@@ -113,7 +111,7 @@ def _changed(record: dict[str, Any], roster: dict[str, Any]) -> web.Response:
 # --- checking -----------------------------------------------------------------------------
 
 async def post_validate(request: web.Request) -> web.Response:
-    require_admin(request, request.app[keys.CREDENTIALS].admin_token)
+    _admin(request)
     text, content_type = await _policy_text(request)
     envelope = _envelope(text, content_type)
     if envelope is not None:
@@ -127,8 +125,8 @@ async def post_validate(request: web.Request) -> web.Response:
 
 
 async def post_simulate(request: web.Request) -> web.Response:
-    require_admin(request, request.app[keys.CREDENTIALS].admin_token)
-    body = _model(SimulateRequest, await read_limited_body(request, MAX_SIMULATE_BYTES))
+    _admin(request)
+    body = parse_body(SimulateRequest, await read_limited_body(request, MAX_SIMULATE_BYTES))
     at_s = body.at.timestamp() if body.at is not None else time.time()
     snapshots, roster = _snapshots(request, body, at_s)
     policy, used = await _simulated_policy(request, body, snapshots)
@@ -229,36 +227,7 @@ def _envelope(text: str, content_type: str | None) -> ValidateRequest | None:
         return None
     if not (isinstance(data, dict) and "policy" in data):
         return None
-    return _model(ValidateRequest, text.encode())
-
-
-def _model(model: type[M], body: bytes) -> M:
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        raise _body_error(exc) from None
-
-
-def _body_error(exc: ValidationError) -> ApiError:
-    errors = exc.errors(include_url=False)
-    first = errors[0]
-    if first["type"] == "json_invalid":
-        return ApiError(400, "invalid_json", f"the body is not JSON: {first['msg']}")
-    problems = [{"field": format_loc(e["loc"]) or None, "message": _message(e["type"], e["msg"])} for e in errors]
-    field = problems[0]["field"]
-    where = f"{field}: " if field else ""
-    return ApiError(422, "invalid_field", f"{where}{problems[0]['message']}", field=field,
-                    details={"errors": problems})
-
-
-def _message(kind: str, message: str) -> str:
-    if kind == "extra_forbidden":
-        return "unknown field"
-    if kind == "missing":
-        return "field required"
-    if kind == "model_type":
-        return "the body must be a JSON object"
-    return message.removeprefix("Value error, ")
+    return parse_body(ValidateRequest, text.encode())
 
 
 def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -284,7 +253,7 @@ def _invalid_policy(report: ValidationReport, prefix: str = "") -> ApiError:
 
 
 @contextmanager
-def _service_errors() -> Iterator[None]:
+def _service_errors(version_field: str = "to_version") -> Iterator[None]:
     try:
         yield
     except PolicyInvalid as exc:
@@ -296,12 +265,17 @@ def _service_errors() -> Iterator[None]:
                        f"\"{exc.current}\"", field="If-Match",
                        details={"current_version": exc.current, "based_on": exc.based_on}) from None
     except UnknownVersion as exc:
-        raise ApiError(404, "version_not_found", str(exc), field="to_version",
+        raise ApiError(404, "version_not_found", str(exc), field=version_field,
                        details={"version": exc.version}) from None
     except AlreadyActive as exc:
         raise ApiError(422, "already_active", str(exc), field="to_version") from None
     except PolicyTooLarge as exc:
         raise ApiError(413, "policy_too_large", f"the policy is too large to store: {exc}") from None
+
+
+def _admin(request: web.Request) -> str:
+    """The actor for the audit trail; 401 without the admin token, 403 with an agent's."""
+    return require_admin(request, request.app[keys.CREDENTIALS].admin_token)
 
 
 async def _fresh_service(request: web.Request) -> PolicyService:

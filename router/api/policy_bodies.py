@@ -6,13 +6,14 @@ bounded sizes. The same models produce the OpenAPI schemas.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from channels.customer_import import AgentId, Tag, WindowSpec, parse_window
 from channels.native_base import CustomerId, LanguageCode
 from channels.video import SignLanguage
+from policies.report import format_loc
 from policies.vocabulary import (
     HOME_LANGUAGE,
     AgentProfile,
@@ -25,11 +26,14 @@ from policies.vocabulary import (
     Segment,
 )
 
+from .errors import ApiError
+
 Level = Annotated[int, Field(ge=1, le=5)]
 Count = Annotated[int, Field(ge=0, le=100)]
 SkillName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
 MAX_ROSTER = 5000
 MAX_HORIZON_S = 7 * 86_400.0
+M = TypeVar("M", bound=BaseModel)
 
 
 def _text_or_object(value: Any) -> Any:
@@ -141,3 +145,33 @@ class ValidateRequest(Body):
 
     policy: PolicyDraft
     roster: Roster = Field(description="Agents to check the requirements against.")
+
+
+def parse_body(model: type[M], body: bytes) -> M:
+    """A JSON body as `model`; 400 when it is not JSON, 422 naming the first bad field (and listing all)."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise _body_error(exc) from None
+
+
+def _body_error(exc: ValidationError) -> ApiError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        return ApiError(400, "invalid_json", f"the body is not JSON: {first['msg']}")
+    problems = [{"field": format_loc(e["loc"]) or None, "message": _message(e["type"], e["msg"])} for e in errors]
+    field = problems[0]["field"]
+    where = f"{field}: " if field else ""
+    return ApiError(422, "invalid_field", f"{where}{problems[0]['message']}", field=field,
+                    details={"errors": problems})
+
+
+def _message(kind: str, message: str) -> str:
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "field required"
+    if kind == "model_type":
+        return "the body must be a JSON object"
+    return message.removeprefix("Value error, ")

@@ -1,0 +1,197 @@
+"""`contact-router check`: read the whole log and verify the router's invariants.
+
+The checker is a pure fold over events (feed them in log order, then ask for the
+report at an instant); the CLI only reads the log and prints. Invariants:
+- no contact assigned to two agents at once;
+- no agent above its capacity (per channel and in total) when the router reserved or
+  engaged it;
+- every offer resolved (accepted, rejected, expired or revoked), unless still running;
+- every contact ended, abandoned, or waiting with a plan (placed by the router);
+- no hard requirement ever relaxed: every escalation step keeps every hard requirement
+  of the plan, and every assigned agent meets them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventstore import RecordedEvent
+
+from . import events as ev
+
+OFFER_GRACE_S = 60.0  # an offer past its expiry by more than this should have been resolved
+PLACE_GRACE_S = 60.0  # a contact that arrived longer ago than this should have been placed
+
+
+@dataclass
+class _Agent:
+    channels: dict[str, int] = field(default_factory=dict)
+    total: int = 1
+    skills: dict[str, int] = field(default_factory=dict)
+    languages: set[str] = field(default_factory=set)
+    reserved: dict[str, str] = field(default_factory=dict)  # offer id -> channel
+    engaged: dict[str, str] = field(default_factory=dict)  # contact id -> channel
+
+
+@dataclass
+class _Contact:
+    arrived_s: float | None = None
+    placed: bool = False
+    finished: bool = False
+    assignee: str | None = None
+    hard: list[dict[str, Any]] = field(default_factory=list)
+    channel: str | None = None
+
+
+@dataclass
+class Checker:
+    agents: dict[str, _Agent] = field(default_factory=dict)
+    contacts: dict[str, _Contact] = field(default_factory=dict)
+    offers: dict[str, tuple[str, float]] = field(default_factory=dict)  # open offers: id -> (contact, expires)
+    violations: list[str] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def feed(self, event: RecordedEvent) -> None:
+        self.counts["events"] += 1
+        key = event.stream_id.split(":", 1)[1]
+        category = event.stream_id.split("-", 1)[0]
+        if category == "agent":
+            self._agent(key, event)
+        elif category == "contact":
+            self._contact(key, event)
+
+    # -- agents ---------------------------------------------------------------------------
+
+    def _agent(self, agent_id: str, event: RecordedEvent) -> None:
+        agent = self.agents.setdefault(agent_id, _Agent())
+        data = event.data
+        if event.type in (ev.AGENT_REGISTERED, ev.AGENT_UPDATED):
+            agent.channels = dict(data.get("channels", agent.channels))
+            agent.total = int(data.get("total_capacity", agent.total))
+            agent.skills = dict(data.get("skills", agent.skills))
+            agent.languages = set(data.get("languages", agent.languages))
+        elif event.type == ev.AGENT_RESERVED:
+            agent.reserved[data["offer_id"]] = data["channel"]
+            self._capacity(agent_id, agent, data["channel"], event)
+        elif event.type == ev.AGENT_RELEASED:
+            agent.reserved.pop(data["offer_id"], None)
+        elif event.type == ev.AGENT_ENGAGED:
+            agent.reserved.pop(data.get("offer_id", ""), None)
+            agent.engaged[data["contact_id"]] = data["channel"]
+            self._capacity(agent_id, agent, data["channel"], event)
+        elif event.type == ev.AGENT_FREED:
+            agent.engaged.pop(data["contact_id"], None)
+
+    def _capacity(self, agent_id: str, agent: _Agent, channel: str, event: RecordedEvent) -> None:
+        used = list(agent.reserved.values()) + list(agent.engaged.values())
+        on_channel = used.count(channel)
+        if on_channel > agent.channels.get(channel, 0) or len(used) > agent.total:
+            self.violations.append(
+                f"agent {agent_id} above capacity at position {event.position}: {on_channel} on {channel} "
+                f"(capacity {agent.channels.get(channel, 0)}), {len(used)} in total (capacity {agent.total})")
+
+    # -- contacts -------------------------------------------------------------------------
+
+    def _contact(self, contact_id: str, event: RecordedEvent) -> None:
+        contact = self.contacts.setdefault(contact_id, _Contact())
+        data = event.data
+        kind = event.type
+        if kind == ev.CONTACT_ARRIVED:
+            contact.arrived_s = event.recorded_at.timestamp()
+            contact.channel = data.get("channel")
+        elif kind in (ev.CONTACT_QUEUED, ev.CONTACT_UNROUTABLE):
+            contact.placed = True
+            if kind == ev.CONTACT_QUEUED:
+                contact.hard = [r for r in data["plan"]["requirements"] if r.get("hard")]
+        elif kind == ev.ESCALATION_APPLIED:
+            self._kept_hard(contact_id, contact, data.get("requirements", []), event)
+        elif kind == ev.OFFER_MADE:
+            self.counts["offers"] += 1
+            self.offers[data["offer_id"]] = (contact_id, float(data["expires_at_s"]))
+        elif kind in (ev.OFFER_ACCEPTED, ev.OFFER_REJECTED, ev.OFFER_EXPIRED, ev.OFFER_REVOKED):
+            if self.offers.pop(data["offer_id"], None) is None and kind != ev.OFFER_ACCEPTED:
+                self.violations.append(f"offer {data['offer_id']} resolved twice or never made ({kind})")
+        elif kind == ev.CONTACT_ASSIGNED:
+            self._assigned(contact_id, contact, data, event)
+        elif kind in (ev.CONTACT_TRANSFERRED, ev.CONTACT_REQUEUED):
+            contact.assignee = None
+            if kind == ev.CONTACT_REQUEUED:
+                contact.hard = [r for r in data.get("requirements", []) if r.get("hard") and r["kind"] != "agent"]
+        elif kind in (ev.CONTACT_COMPLETED, ev.CONTACT_ENDED, ev.CUSTOMER_ABANDONED):
+            contact.finished = True
+            contact.assignee = None
+            self.counts[kind] += 1
+
+    def _assigned(self, contact_id: str, contact: _Contact, data: dict[str, Any], event: RecordedEvent) -> None:
+        self.counts["assigned"] += 1
+        agent_id = data["agent_id"]
+        if contact.finished:
+            self.violations.append(f"contact {contact_id} assigned to {agent_id} after it ended (position "
+                                   f"{event.position})")
+        if contact.assignee is not None and contact.assignee != agent_id:
+            self.violations.append(f"contact {contact_id} assigned to {agent_id} while {contact.assignee} "
+                                   f"still had it (position {event.position})")
+        contact.assignee = agent_id
+        agent = self.agents.get(agent_id, _Agent())
+        for req in contact.hard:
+            if not _meets(agent, req, contact.channel):
+                self.violations.append(f"contact {contact_id} assigned to {agent_id}, who does not meet the hard "
+                                       f"requirement {req['kind']} {req['name']} (position {event.position})")
+
+    def _kept_hard(self, contact_id: str, contact: _Contact, now_required: list[dict[str, Any]],
+                   event: RecordedEvent) -> None:
+        for req in contact.hard:
+            if not any(r["kind"] == req["kind"] and r["name"] == req["name"]
+                       and int(r.get("min_level", 0)) >= int(req.get("min_level", 0)) for r in now_required):
+                self.violations.append(f"escalation relaxed the hard requirement {req['kind']} {req['name']} "
+                                       f"of contact {contact_id} (position {event.position})")
+
+    # -- the verdict ----------------------------------------------------------------------
+
+    def report(self, now_s: float) -> dict[str, Any]:
+        violations = list(self.violations)
+        for offer_id, (contact_id, expires_s) in self.offers.items():
+            if expires_s + OFFER_GRACE_S < now_s:
+                violations.append(f"offer {offer_id} for contact {contact_id} expired and was never resolved")
+        waiting = 0
+        for contact_id, contact in self.contacts.items():
+            if contact.arrived_s is None or contact.finished:
+                continue
+            if not contact.placed and contact.arrived_s + PLACE_GRACE_S < now_s:
+                violations.append(f"contact {contact_id} arrived and was never placed in a queue")
+            waiting += 1
+        return {
+            "ok": not violations,
+            "events": self.counts["events"], "contacts": len(self.contacts), "agents": len(self.agents),
+            "offers": self.counts["offers"], "assigned": self.counts["assigned"],
+            "completed": self.counts[ev.CONTACT_COMPLETED], "abandoned": self.counts[ev.CUSTOMER_ABANDONED],
+            "open_offers": len(self.offers), "not_finished": waiting,
+            "violations": violations[:200], "violation_count": len(violations),
+        }
+
+
+def _meets(agent: _Agent, req: dict[str, Any], channel: str | None) -> bool:
+    kind, name = req["kind"], req["name"]
+    if kind == "skill":
+        return agent.skills.get(name, 0) >= int(req.get("min_level", 0))
+    if kind == "language":
+        return name in agent.languages
+    if kind == "channel":
+        return agent.channels.get(name, 0) > 0
+    return True  # an "agent" requirement names whom to prefer; the offer itself shows who took it
+
+
+async def check_log(store: Any, now_s: float, progress: Any = None) -> dict[str, Any]:
+    """Feed the whole log (in log order, gap-safe) to a Checker and return its report."""
+    from eventstore import LOG_START
+
+    checker, cursor = Checker(), LOG_START
+    while batch := await store.read_log(cursor, 5000):
+        for event in batch:
+            checker.feed(event)
+        cursor = batch[-1].cursor
+        if progress is not None:
+            progress(checker.counts["events"])
+    return checker.report(now_s)
