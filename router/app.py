@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -61,6 +62,8 @@ def build_app(config: AppConfig) -> web.Application:
     app.cleanup_ctx.append(_policies_ctx)
     app.cleanup_ctx.append(_router_ctx(config))
     app.router.add_get("/v1/health", health)
+    app.router.add_get("/admin", _page("admin.html"))
+    app.router.add_get("/desk", _page("desk.html"))
     app.router.add_get("/v1/openapi.json", openapi_handler)
     channels_api.add_routes(app)
     customers_api.add_routes(app)
@@ -116,6 +119,18 @@ def _router_ctx(config: AppConfig) -> Callable[[web.Application], AsyncIterator[
         await asyncio.gather(*leading, return_exceptions=True)
 
     return ctx
+
+
+STATIC = Path(__file__).parent / "static"
+
+
+def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def page(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / name, headers={"Content-Security-Policy": "default-src 'self'; "
+                                "script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline' 'self'; "
+                                "connect-src 'self' ws: wss:"})
+
+    return page
 
 
 async def health(request: web.Request) -> web.Response:

@@ -213,3 +213,10 @@ async def test_queue_figures_and_metrics(routed: Api) -> None:
         assert "router_websocket_connections 1.0" in text and "router_is_leader 1.0" in text
     finally:
         await ws.close()
+
+
+@pytest.mark.parametrize("path,needle", [("/desk", "Agent desk"), ("/admin", "supervisor")])
+async def test_pages_are_served(routed: Api, path: str, needle: str) -> None:
+    async with routed.client.get(path) as resp:
+        assert resp.status == 200 and needle in await resp.text()
+        assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
