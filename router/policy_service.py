@@ -9,8 +9,8 @@ wins; no lock and no read-then-write race.
 
 `ActivePolicy` holds the compiled policy the router reads for every contact
 (`current()` is one attribute read). It is kept current by re-reading the stream
-after this process's own changes and whenever a subscription to the `policy`
-category sees the stream move (another process published).
+after this process's own changes, and after the store's append notifications
+(another process published), with a poll as a backstop.
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ from eventstore import (
     NO_STREAM,
     ConcurrencyError,
     EventTooLargeError,
-    LogCursor,
     NewEvent,
     RecordedEvent,
-    Subscription,
+    StoreUnavailableError,
     stream_id_for,
 )
 from eventstore.port import EventStore
@@ -47,6 +46,7 @@ POLICY_PUBLISHED = "PolicyPublished"
 POLICY_ROLLED_BACK = "PolicyRolledBack"
 SYSTEM_ACTOR = "system"
 MAX_VERSION = 2**31 - 1  # the store's version column is an int
+MIN_REFRESH_S = 0.05  # the follower re-reads the stream at most this often
 _SEED_NAMESPACE = uuid.UUID("6d1c52a2-3f0e-4f5b-9a51-2f2b7f3c9e10")
 
 Kind = Literal["published", "rolled_back"]
@@ -95,7 +95,6 @@ class PolicyRecord:
     comment: str  # the publish comment, or the rollback's reason
     rolled_back_to: int | None
     warnings: tuple[Mapping[str, str], ...]
-    cursor: LogCursor
 
     def to_json(self) -> dict[str, Any]:
         return {"version": self.version, "kind": self.kind, "name": self.name, "author": self.author,
@@ -154,7 +153,7 @@ def record_of(event: RecordedEvent) -> PolicyRecord:
         at=str(data.get("at", event.recorded_at.isoformat())),
         comment=str(data.get("reason" if rolled_back else "comment", "")),
         rolled_back_to=data.get("to_version") if rolled_back else None,
-        warnings=tuple(data.get("warnings", ())), cursor=event.cursor,
+        warnings=tuple(data.get("warnings", ())),
     )
 
 
@@ -179,8 +178,7 @@ class PolicyService:
         self._active: ActivePolicy | None = None
         self._compiled_ahead: dict[uuid.UUID, CompiledPolicy] = {}  # this process's own appends
         self._lock = asyncio.Lock()
-        self._follower = Subscription(store, f"policy-follower:{domain}", self._on_events, category="policy",
-                                      save_checkpoints=False, poll_interval_s=poll_interval_s)
+        self._poll_interval_s = poll_interval_s
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -195,15 +193,12 @@ class PolicyService:
         await self.refresh()
         if self._active is None:
             raise RuntimeError(f"no stored version of {self.stream_id} compiles; cannot route without a policy")
-        # Every later version of this stream commits with a larger tx_id than the newest one read
-        # (appends to one stream are serialised by its lock), so following from its cursor skips none.
-        self._follower.cursor = self._records[-1].cursor
-        self._task = asyncio.create_task(self._follower.run_from_cursor())
+        self._task = asyncio.create_task(self._follow(), name=f"policy-follower:{self._domain}")
 
     async def stop(self) -> None:
-        self._follower.stop()
         if self._task is not None:
-            await self._task
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
     def history(self) -> tuple[PolicyRecord, ...]:
         """Every version known to this process, oldest first (call `refresh` first to be sure)."""
@@ -317,6 +312,21 @@ class PolicyService:
                       event.version, self.stream_id, exc)
             return None
 
-    async def _on_events(self, events: Sequence[RecordedEvent]) -> None:
-        if any(e.stream_id == self.stream_id for e in events):
-            await self.refresh()
+    async def _follow(self) -> None:
+        """Re-read the stream after append notifications (at most every MIN_REFRESH_S) and every poll.
+
+        Why the stream and not a log subscription: a stream read sees a version the moment it
+        commits, while the log is only readable below the xmin horizon, which any long transaction
+        in the cluster holds back. Versions are contiguous, so `refresh` never skips one.
+        """
+        while True:
+            await self._store.wait_for_append(self._poll_interval_s)
+            try:
+                await self.refresh()
+            except StoreUnavailableError as exc:
+                log.warning("policy follower: %s; retrying in %.1f s", exc.message, self._poll_interval_s)
+                await asyncio.sleep(self._poll_interval_s)
+            except Exception:  # a follower that dies silently would freeze the policy: log and go on
+                log.exception("policy follower of %s failed; retrying", self.stream_id)
+                await asyncio.sleep(self._poll_interval_s)
+            await asyncio.sleep(MIN_REFRESH_S)

@@ -43,8 +43,10 @@ def serve(settings: Settings, *, demo: bool) -> int:
     credentials = load_credentials(settings)
     with database(settings) as dsn:
         upgrade(dsn)
-        app = build_app(AppConfig(settings, credentials, dsn))
-        print(f"contact router on http://{settings.host}:{settings.port}  (admin token in {settings.var_dir}/admin-token)")
+        app = build_app(AppConfig(settings, credentials, dsn, demo=demo))
+        kept = "set by ROUTER_ADMIN_TOKEN" if settings.admin_token else f"kept in {settings.var_dir}/admin-token"
+        print(f"contact router on http://{settings.host}:{settings.port}  (pages: /admin, /desk)\n"
+              f"admin token ({kept}): {credentials.admin_token}", flush=True)
         asyncio.run(_run(app, settings))
     return 0
 

@@ -6,12 +6,13 @@ router may apply its own decisions as soon as they are stored and skip them when
 subscription delivers them again.
 
 The indexes (agents available per channel in the order they became free, agents per
-skill and per language) let a decision look at a handful of agents instead of all.
+skill and per language, and how many free agents per channel have each skill at each
+level) let a decision look at a handful of agents instead of all.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -73,6 +74,7 @@ class AgentState:
     wrapup_until_s: float | None = None
     idle_since_s: float = 0.0
     indexed_idle_s: float = -1.0  # idle_since_s when the agent took its place in the index
+    indexed_skills: Mapping[str, int] = field(default_factory=dict)  # as counted in RouterState.free_levels
     missed_in_row: int = 0
     token_sha256: str | None = None
     snapshot: AgentSnapshot | None = None
@@ -108,6 +110,9 @@ class RouterState:
         self.agents: dict[str, AgentState] = {}
         self.offers: dict[str, Offer] = {}
         self.available: dict[Channel, dict[str, None]] = {ch: {} for ch in Channel}
+        # channel -> skill -> level -> how many agents in available[channel] have that level:
+        # the best skill level a free agent could bring, without looking at the agents.
+        self.free_levels: dict[Channel, dict[str, Counter[int]]] = {ch: {} for ch in Channel}
         self.skill_index: dict[str, set[str]] = {}
         self.language_index: dict[str, set[str]] = {}
         self.tokens: dict[str, str] = {}
@@ -172,17 +177,49 @@ class RouterState:
             idle_since_s=agent.idle_since_s, in_wrapup=agent.wrapup_until_s is not None,
             missed_offers=agent.missed_in_row,
         )
+        if agent.indexed_skills is not agent.profile.skills:
+            self._recount(agent)
         moved = agent.idle_since_s != agent.indexed_idle_s
         for channel in Channel:
             index = self.available[channel]
             if not self._has_room(agent.snapshot, channel):
-                index.pop(agent.agent_id, None)
+                self._leave(channel, agent)
                 continue
             if moved:
-                index.pop(agent.agent_id, None)
+                self._leave(channel, agent)
             if agent.agent_id not in index:
                 self._insert(index, agent)
+                self._count(channel, agent.indexed_skills, 1)
         agent.indexed_idle_s = agent.idle_since_s
+
+    def _leave(self, channel: Channel, agent: AgentState) -> None:
+        index = self.available[channel]
+        if agent.agent_id in index:
+            del index[agent.agent_id]
+            self._count(channel, agent.indexed_skills, -1)
+
+    def _recount(self, agent: AgentState) -> None:
+        """The agent's skills changed: move its counts from the old levels to the new."""
+        assert agent.profile is not None
+        for channel, index in self.available.items():
+            if agent.agent_id in index:
+                self._count(channel, agent.indexed_skills, -1)
+                self._count(channel, agent.profile.skills, 1)
+        agent.indexed_skills = agent.profile.skills
+
+    def _count(self, channel: Channel, skills: Mapping[str, int], delta: int) -> None:
+        levels = self.free_levels[channel]
+        for skill, level in skills.items():
+            if level > 0:
+                counts = levels.get(skill) or levels.setdefault(skill, Counter())
+                counts[level] += delta
+                if counts[level] <= 0:
+                    del counts[level]
+
+    def best_free_level(self, channel: Channel, skill: str) -> int:
+        """The highest level of `skill` among agents free on `channel` (0: none has it)."""
+        counts = self.free_levels[channel].get(skill)
+        return max(counts) if counts else 0
 
     def _insert(self, index: dict[str, None], agent: AgentState) -> None:
         """Keep the index in idle order, so the longest idle agent is always first.

@@ -12,7 +12,7 @@ from . import machine, progress, report
 
 
 def run_bench(suite: str, *, as_json: bool, seconds: float, runs: int, connections: int = 128,
-              rate: float = 4000.0, profile: str | None = None) -> int:
+              rate: float = 4000.0, profile: str | None = None, agents: int = 300) -> int:
     figures: dict[str, object] = {}
     if suite in ("eventstore", "all"):
         from . import eventstore
@@ -30,6 +30,11 @@ def run_bench(suite: str, *, as_json: bool, seconds: float, runs: int, connectio
                                       rate_per_s=rate, profile_path=profile))
     if suite in ("policy", "all"):
         figures.update(_policy(seconds, runs))
+    if suite in ("route", "all"):
+        from . import route
+
+        # Scratch databases of its own (one for the end-to-end runs, a fresh one for memory).
+        figures.update(route.run(seconds=seconds, runs=runs, agents=agents))
     figures["machine"] = machine()
     report(f"contact-router bench {suite}", figures, as_json)
     return 0
