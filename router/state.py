@@ -124,42 +124,38 @@ class RouterState:
         self.assigned_offers: Recent = Recent()
         self.touched_contacts: set[str] = set()
         self.touched_agents: set[str] = set()
+        # Contacts waiting with a plan: a routing round looks at these, not at every contact
+        # still in memory (finished ones stay until forgotten).
+        self.waiting_ids: dict[str, None] = {}
 
     # -- applying events ------------------------------------------------------------------
 
     def apply(self, event: RecordedEvent) -> bool:
-        """Fold one event in; False when it was applied already (or is not the router's)."""
-        category = event.stream_id.split("-", 1)[0]
+        """Fold one event in; False when it was applied already (or is not the router's).
+
+        Each stream's events are applied once, in version order: the router applies its
+        own decisions as soon as they are stored, and skips them when the subscription
+        brings them again."""
+        category, _, rest = event.stream_id.partition("-")
+        key = rest.split(":", 1)[1]
         if category == "contact":
-            return self._apply_contact(event)
+            contact = self.contacts.get(key) or self.contacts.setdefault(key, ContactState(key, event.stream_id))
+            return self._fold(contact, event, _CONTACT_HANDLERS, lambda _: self._contact_changed(contact))
         if category == "agent":
-            return self._apply_agent(event)
+            agent = self.agents.get(key) or self.agents.setdefault(key, AgentState(key, event.stream_id))
+            return self._fold(agent, event, _AGENT_HANDLERS, lambda _: self.refresh(agent))
         if category == "router" and event.type == ev.LEADER_ELECTED:
             self.leader_version = max(self.leader_version, event.version)
         return False
 
-    def _apply_contact(self, event: RecordedEvent) -> bool:
-        key = event.stream_id.split(":", 1)[1]
-        contact = self.contacts.get(key) or self.contacts.setdefault(key, ContactState(key, event.stream_id))
-        if event.version <= contact.version:
+    def _fold(self, entity: Any, event: RecordedEvent, handlers: Mapping[str, Any], after: Callable[[str], None]) -> bool:
+        if event.version <= entity.version:
             return False
-        contact.version = event.version
-        handler = _CONTACT_HANDLERS.get(event.type)
+        entity.version = event.version
+        handler = handlers.get(event.type)
         if handler is not None:
-            handler(self, contact, event.data)
-            self.touched_contacts.add(key)
-        return True
-
-    def _apply_agent(self, event: RecordedEvent) -> bool:
-        key = event.stream_id.split(":", 1)[1]
-        agent = self.agents.get(key) or self.agents.setdefault(key, AgentState(key, event.stream_id))
-        if event.version <= agent.version:
-            return False
-        agent.version = event.version
-        handler = _AGENT_HANDLERS.get(event.type)
-        if handler is not None:
-            handler(self, agent, event.data)
-            self.refresh(agent)
+            handler(self, entity, event.data)
+            after(event.stream_id.split(":", 1)[1])
         return True
 
     # -- agents: snapshot and indexes -----------------------------------------------------
@@ -255,14 +251,22 @@ class RouterState:
         for language in agent.profile.languages:
             self.language_index.setdefault(language, set()).add(agent.agent_id)
 
+    def _contact_changed(self, contact: ContactState) -> None:
+        self.touched_contacts.add(contact.contact_id)
+        if contact.status == WAITING and contact.plan is not None:
+            self.waiting_ids[contact.contact_id] = None
+        else:
+            self.waiting_ids.pop(contact.contact_id, None)
+
     def waiting(self) -> list[ContactState]:
-        return [c for c in self.contacts.values() if c.status == WAITING and c.plan is not None]
+        return [self.contacts[k] for k in self.waiting_ids]
 
     def forget_done(self, keep: Callable[[ContactState], bool]) -> int:
         """Drop finished contacts from memory (the log keeps them); returns how many."""
         done = [k for k, c in self.contacts.items() if c.status in (DONE, UNROUTABLE) and not keep(c)]
         for key in done:
             del self.contacts[key]
+            self.waiting_ids.pop(key, None)
         return len(done)
 
 
