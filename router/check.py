@@ -119,6 +119,8 @@ class Checker:
             contact.assignee = None
             if kind == ev.CONTACT_REQUEUED:
                 contact.hard = [r for r in data.get("requirements", []) if r.get("hard") and r["kind"] != "agent"]
+        elif kind == ev.CALLBACK_DUE:
+            contact.finished = False  # the callback re-opens it until an agent completes it
         elif kind in (ev.CONTACT_COMPLETED, ev.CONTACT_ENDED, ev.CUSTOMER_ABANDONED):
             contact.finished = True
             contact.assignee = None

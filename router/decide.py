@@ -116,11 +116,15 @@ def servability_gaps(state: RouterState, facts: ContactFacts, plan: RoutingPlan)
     """Why no agent on the roster could ever take this contact, even after every escalation
     step; [] when at least one could (presence and load aside)."""
     final = requirements_at(plan, math.inf)
+    wanted = ", ".join(r.describe() for r in final) or "no requirement"
+    # A skill level nobody on the roster has is known from the counts; scanning the agents
+    # to find that out would cost a look at every one of them (thousands) per arrival.
+    if any(r.kind is RequirementKind.SKILL and state.best_roster_level(r.name) < max(r.min_level, 1) for r in final):
+        return [f"no agent on the roster serves {facts.channel.value} with {wanted}"]
     for agent_id in _requirement_set(state, final):
         snap = state.agents[agent_id].snapshot
         if snap is not None and _qualifies(snap, final, facts.channel):
             return []
-    wanted = ", ".join(r.describe() for r in final) or "no requirement"
     return [f"no agent on the roster serves {facts.channel.value} with {wanted}"]
 
 

@@ -46,6 +46,8 @@ def contact_summary(contact: ContactState, now_s: float) -> dict[str, Any]:
         })
     if contact.plan is not None:
         summary["priority"] = round(priority_of(contact, now_s), 1)
+    if contact.callback_due:
+        summary["callback"] = True  # call the customer back: they are not on the line
     return summary
 
 

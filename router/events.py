@@ -21,6 +21,7 @@ CustomerAbandoned, ContactEnded, GatewayEventIgnored) and the router's:
 | EscalationApplied | contact_id, step (index), action, params, at_s |
 | SlaBreached | contact_id, queue_id, answer_within_s, at_s |
 | CallbackScheduled | contact_id, callback_at_s, at_s |
+| CallbackDue | contact_id, at_s (the callback time came: the contact waits again, as an outbound call) |
 | FollowUpDue | contact_id, name, due_s, at_s |
 
 Agent streams (`agent-<domain>:<agent id>`):
@@ -64,6 +65,7 @@ CONTACT_COMPLETED: Final = "ContactCompleted"
 ESCALATION_APPLIED: Final = "EscalationApplied"
 SLA_BREACHED: Final = "SlaBreached"
 CALLBACK_SCHEDULED: Final = "CallbackScheduled"
+CALLBACK_DUE: Final = "CallbackDue"
 FOLLOW_UP_DUE: Final = "FollowUpDue"
 
 AGENT_REGISTERED: Final = "AgentRegistered"

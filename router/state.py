@@ -56,6 +56,8 @@ class ContactState:
     agent_id: str | None = None
     sla_breached: bool = False
     replan: bool = False  # what the contact is about changed while it waited: place it again
+    callback_at_s: float | None = None  # a callback promised to the customer
+    callback_due: bool = False
     deadlines_done: set[str] = field(default_factory=set)
     end_reason: str | None = None
 
@@ -114,6 +116,7 @@ class RouterState:
         # the best skill level a free agent could bring, without looking at the agents.
         self.free_levels: dict[Channel, dict[str, Counter[int]]] = {ch: {} for ch in Channel}
         self.skill_index: dict[str, set[str]] = {}
+        self.skill_levels: dict[str, Counter[int]] = {}  # skill -> level -> agents on the roster
         self.language_index: dict[str, set[str]] = {}
         self.tokens: dict[str, str] = {}
         self.leader_version = 0
@@ -240,16 +243,30 @@ class RouterState:
 
     def index_profile(self, agent: AgentState, old: AgentProfile | None) -> None:
         if old is not None:
-            for skill in old.skills:
+            for skill, level in old.skills.items():
                 self.skill_index.get(skill, set()).discard(agent.agent_id)
+                self._roster_count(skill, level, -1)
             for language in old.languages:
                 self.language_index.get(language, set()).discard(agent.agent_id)
         assert agent.profile is not None
         for skill, level in agent.profile.skills.items():
             if level > 0:
                 self.skill_index.setdefault(skill, set()).add(agent.agent_id)
+                self._roster_count(skill, level, 1)
         for language in agent.profile.languages:
             self.language_index.setdefault(language, set()).add(agent.agent_id)
+
+    def _roster_count(self, skill: str, level: int, delta: int) -> None:
+        if level > 0:
+            counts = self.skill_levels.setdefault(skill, Counter())
+            counts[level] += delta
+            if counts[level] <= 0:
+                del counts[level]
+
+    def best_roster_level(self, skill: str) -> int:
+        """The highest level of `skill` anyone on the roster has, whatever they are doing (0: none)."""
+        counts = self.skill_levels.get(skill)
+        return max(counts) if counts else 0
 
     def _contact_changed(self, contact: ContactState) -> None:
         self.touched_contacts.add(contact.contact_id)
@@ -293,6 +310,8 @@ def _queued(state: RouterState, contact: ContactState, data: Data) -> None:
     contact.requirements = None
     contact.steps_done = 0
     contact.replan = False
+    if contact.plan.callback_at_s is not None and contact.callback_at_s is None:  # e.g. after hours
+        contact.callback_at_s = contact.plan.callback_at_s
     if contact.status in (NEW, WAITING):
         contact.status = WAITING
 
@@ -365,6 +384,21 @@ def _finished(state: RouterState, contact: ContactState, data: Data) -> None:
     contact.status = DONE
 
 
+def _callback_scheduled(state: RouterState, contact: ContactState, data: Data) -> None:
+    contact.callback_at_s = float(data["callback_at_s"])
+
+
+def _callback_due(state: RouterState, contact: ContactState, data: Data) -> None:
+    """The promised callback is due: the contact waits again (if the customer had gone,
+    as an outbound call), ahead of new arrivals, offered afresh to every agent."""
+    contact.callback_due = True
+    contact.priority_boost += 50.0
+    if contact.status == DONE and contact.agent_id is None:
+        contact.status = WAITING
+        contact.end_reason = None
+        contact.tried.clear()
+
+
 def _deadline_due(state: RouterState, contact: ContactState, data: Data) -> None:
     contact.deadlines_done.add(data["name"])
 
@@ -392,6 +426,8 @@ _CONTACT_HANDLERS: dict[str, Callable[[RouterState, ContactState, Data], None]] 
     ev.CONTACT_ENDED: _finished,
     ev.CONTACT_TRANSFERRED: _transferred,
     ev.FOLLOW_UP_DUE: _deadline_due,
+    ev.CALLBACK_SCHEDULED: _callback_scheduled,
+    ev.CALLBACK_DUE: _callback_due,
 }
 
 from .agentstate import AGENT_HANDLERS as _AGENT_HANDLERS  # noqa: E402  (handlers need the classes above)

@@ -37,10 +37,14 @@ class TimerSettings:
 
 def timers_for_contact(contact: ContactState) -> list[Timer]:
     plan = contact.plan
-    if plan is None or contact.status == DONE:
+    if plan is None:
         return []
     out: list[Timer] = []
     cid = contact.contact_id
+    if contact.callback_at_s is not None and not contact.callback_due and contact.agent_id is None:
+        out.append(Timer(f"callback:{cid}", contact.callback_at_s, "callback", cid))
+    if contact.status == DONE:
+        return out
     if contact.offer is not None:
         out.append(Timer(f"offer:{contact.offer.offer_id}", contact.offer.expires_at_s, "offer_expiry",
                          contact.offer.offer_id))
@@ -129,6 +133,16 @@ def _deadline(state: RouterState, timer: Timer, now_s: float, settings: TimerSet
                      contact.contact_id)]
 
 
+def _callback(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings) -> list[Decision]:
+    contact = state.contacts.get(timer.ref)
+    if contact is None or contact.callback_at_s is None or contact.callback_due or contact.agent_id is not None \
+            or now_s < contact.callback_at_s:
+        return []
+    data = {"contact_id": contact.contact_id, "callback_at_s": contact.callback_at_s, "at_s": now_s}
+    return [Decision("callback", (Part(contact.stream_id, contact.version, ((ev.CALLBACK_DUE, data),)),),
+                     contact.contact_id)]
+
+
 def _wrapup_end(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings) -> list[Decision]:
     agent = state.agents.get(timer.ref)
     if agent is None or agent.wrapup_until_s is None or now_s < agent.wrapup_until_s:
@@ -163,6 +177,7 @@ _FIRE = {
     "escalate": _escalate,
     "sla": _sla,
     "deadline": _deadline,
+    "callback": _callback,
     "wrapup_end": _wrapup_end,
     "disconnect": _disconnect,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import orjson
@@ -82,10 +83,9 @@ async def post_channel_event(request: web.Request) -> web.Response:
 
 async def get_contact(request: web.Request) -> web.Response:
     contact_id = request.match_info["contact_id"]
-    try:
-        stream_id = contact_stream_id(contact_id, domain=request.app[keys.SETTINGS].domain)
-    except (ValueError, InvalidAppendError):
-        raise ApiError(404, "contact_not_found", f"no contact {contact_id!r}", field="contact_id") from None
+    if not _is_contact_id(contact_id):  # contact ids are UUIDs; anything else names no stream at all
+        raise ApiError(404, "contact_not_found", f"no contact {contact_id[:80]!r}", field="contact_id")
+    stream_id = contact_stream_id(contact_id, domain=request.app[keys.SETTINGS].domain)
     events = await request.app[keys.STORE].read_stream(stream_id)
     if not events:
         raise ApiError(404, "contact_not_found", f"no contact {contact_id!r}", field="contact_id")
@@ -94,6 +94,13 @@ async def get_contact(request: web.Request) -> web.Response:
         "contact": view.to_data() if view else None,
         "events": [_history_entry(e) for e in events],
     })
+
+
+def _is_contact_id(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 def _history_entry(event: Any) -> dict[str, Any]:

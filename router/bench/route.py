@@ -111,13 +111,30 @@ def time_decisions_us(state: RouterState, seconds: float, now_s: float = DECISIO
     return statistics.median(samples)
 
 
+def time_placements_us(state: RouterState, policy: CompiledPolicy, seconds: float,
+                       now_s: float = DECISION_NOW_S) -> float:
+    """Median time to place one arriving contact (policy evaluation and the check that some
+    agent on the roster could ever serve it), over the waiting mix; pure, so repeatable."""
+    contacts, samples = state.waiting(), []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(samples) < 20:
+        for contact in contacts:
+            started = time.perf_counter()
+            place(state, contact, policy, now_s)
+            samples.append((time.perf_counter() - started) * 1e6)
+    return statistics.median(samples)
+
+
 def decision_figures(seconds: float, runs: int) -> dict[str, float]:
     figures = {}
     for agents in (100, 10_000):
-        state, _ = decision_state(agents)
+        state, policy = decision_state(agents)
         values = [time_decisions_us(state, min(seconds, 2.0)) for _ in range(runs)]
         figures[f"decision_us_{agents}_agents"] = statistics.median(values)
         progress(f"  routing decision with {agents:,} agents: " + ", ".join(f"{v:.1f}" for v in values) + " us")
+        placing = [time_placements_us(state, policy, min(seconds, 1.0)) for _ in range(runs)]
+        figures[f"place_us_{agents}_agents"] = statistics.median(placing)
+        progress(f"  placing an arrival with {agents:,} agents: " + ", ".join(f"{v:.1f}" for v in placing) + " us")
     figures["decision_ratio_10000_to_100"] = figures["decision_us_10000_agents"] / figures["decision_us_100_agents"]
     return figures
 
@@ -125,8 +142,8 @@ def decision_figures(seconds: float, runs: int) -> dict[str, float]:
 # -- end to end and memory (server and load in separate processes) ----------------------------
 
 
-def _load(server: Server, job: dict[str, Any]) -> dict[str, Any]:
-    job = {**job, "port": server.port, "admin_token": server.admin_token, "secrets": server.secrets,
+def _load(server: Server, dsn: str, job: dict[str, Any]) -> dict[str, Any]:
+    job = {**job, "dsn": dsn, "port": server.port, "admin_token": server.admin_token, "secrets": server.secrets,
            "server_pid": server.process.pid, "tag": f"r{uuid.uuid4().hex[:10]}", "seed": 11}
     done = subprocess.run([sys.executable, "-m", "router.bench.route_load"], input=json.dumps(job).encode(),
                           stdout=subprocess.PIPE, check=False)  # its progress goes straight to our stderr
@@ -140,7 +157,7 @@ def end_to_end(seconds: float, runs: int, agents: int, rate_per_s: float, in_fli
     progress(f"end to end: {agents} agents, {runs} runs of {seconds:g} s at most {in_flight} contacts in progress, "
              f"then arrival->offer at {rate_per_s:g} contacts/s; medians")
     with scratch_database("BENCH_DATABASE_URL") as dsn, running_server(dsn) as server:
-        out = _load(server, {"mode": "route", "agents": agents, "seconds": seconds, "runs": runs,
+        out = _load(server, dsn, {"mode": "route", "agents": agents, "seconds": seconds, "runs": runs,
                              "rate_per_s": rate_per_s, "in_flight": in_flight, "talk_ms": talk_ms})
     med = statistics.median
     results = out["runs"]
@@ -152,6 +169,9 @@ def end_to_end(seconds: float, runs: int, agents: int, rate_per_s: float, in_fli
         "route_server_cpu_pct": med(r["server_cpu_pct"] for r in results),
         "route_postgres_cpu_pct": med(r["postgres_cpu_pct"] for r in results),
         "route_load_cpu_pct": med(r["load_cpu_pct"] for r in results),
+        "route_server_cpu_ms_per_contact": med(r["server_cpu_ms_per_contact"] for r in results),
+        "route_postgres_cpu_ms_per_contact": med(r["postgres_cpu_ms_per_contact"] for r in results),
+        "route_transactions_per_contact": med(r["transactions_per_contact"] for r in results),
         "route_failed": sum(sum(r["failed"].values()) for r in results),
         "route_stuck": sum(r["stuck"] for r in results),
         "route_desk_errors": out["errors"],
@@ -171,7 +191,7 @@ def _merged(counts: Any) -> dict[str, int]:
 def memory(agents: int = 10_000) -> dict[str, Any]:
     progress(f"memory: {agents:,} agents registered and {agents:,} desks connected (a fresh server)")
     with scratch_database("BENCH_DATABASE_URL") as dsn, running_server(dsn) as server:
-        out = _load(server, {"mode": "memory", "agents": agents, "seconds": 0, "runs": 0, "rate_per_s": 0,
+        out = _load(server, dsn, {"mode": "memory", "agents": agents, "seconds": 0, "runs": 0, "rate_per_s": 0,
                              "in_flight": 0, "talk_ms": 0})
     progress(f"  server RSS {out['rss_mb_start']:.0f} MB at start, {out['rss_mb_registered']:.0f} MB with the "
              f"agents registered, {out['rss_mb']:.0f} MB with {out['desks']:,} desks connected "

@@ -25,6 +25,7 @@ import asyncio
 import copy
 import heapq
 import json
+import os
 import random
 import resource
 import statistics
@@ -36,6 +37,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
+import asyncpg
 import orjson
 import psutil
 
@@ -376,26 +378,52 @@ def cpu_s(proc: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-def postgres_cpu_s() -> float:
-    total = 0.0
-    for proc in psutil.process_iter(["name"]):
-        if proc.info["name"] in ("postgres", "postmaster"):
-            try:
-                total += cpu_s(proc)
-            except psutil.Error:
-                pass
-    return total
+class PostgresCpu:
+    """CPU seconds used by the PostgreSQL backends serving one database (other databases on
+    the same server, and the shared background processes, are not counted)."""
+
+    def __init__(self, dsn: str) -> None:
+        self._database = dsn.split("?", 1)[0].rsplit("/", 1)[1]
+        self._seen: dict[int, float] = {}  # pid -> CPU seconds at its last sample
+
+    def sample(self) -> float:
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            title = " ".join(proc.info["cmdline"] or ())
+            if proc.info["name"] in ("postgres", "postmaster") and f" {self._database} " in f" {title} ":
+                try:
+                    self._seen[proc.pid] = cpu_s(proc)
+                except psutil.Error:
+                    pass
+        return sum(self._seen.values())
+
+
+async def transactions(dsn: str) -> int:
+    """Transactions PostgreSQL has counted for the benchmark's database so far."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                                       "WHERE datname = current_database()"))
+    finally:
+        await conn.close()
 
 
 async def route_runs(sim: Simulation) -> list[dict[str, Any]]:
     job, server, me = sim.job, psutil.Process(sim.job["server_pid"]), psutil.Process()
+    postgres = PostgresCpu(job["dsn"])
     results = []
     for run in range(1, job["runs"] + 1):
-        cpu0 = (cpu_s(server), cpu_s(me), postgres_cpu_s())
+        cpu0, xact0, started = (cpu_s(server), cpu_s(me), postgres.sample()), await transactions(job["dsn"]), \
+            time.perf_counter()
         busy = await sim.closed_loop(f"max-{run}", job["in_flight"], job["seconds"], warmup_s=1.0)
-        cpu = [(b - a) * 100 / (job["seconds"] + 1.0) for a, b in
-               zip(cpu0, (cpu_s(server), cpu_s(me), postgres_cpu_s()))]
         stuck_busy = await sim.drain(busy)
+        await asyncio.sleep(1.0)  # PostgreSQL publishes its counters about once a second
+        elapsed_s, done = time.perf_counter() - started, max(1, busy.completed)
+        used = [b - a for a, b in zip(cpu0, (cpu_s(server), cpu_s(me), postgres.sample()))]
+        cpu = [100 * u / elapsed_s for u in used]
+        per_contact = {"server_cpu_ms_per_contact": 1000 * used[0] / done,
+                       "postgres_cpu_ms_per_contact": 1000 * used[2] / done,
+                       "load_cpu_ms_per_contact": 1000 * used[1] / done,
+                       "transactions_per_contact": (await transactions(job["dsn"]) - xact0) / done}
         steady = await sim.open_loop(f"steady-{run}", job["rate_per_s"], job["seconds"])
         stuck_steady = await sim.drain(steady)
         lat = sorted(steady.latencies_ms)
@@ -406,13 +434,16 @@ async def route_runs(sim: Simulation) -> list[dict[str, Any]]:
             "server_cpu_pct": cpu[0], "load_cpu_pct": cpu[1], "postgres_cpu_pct": cpu[2],
             "offer_p50_ms": q[49], "offer_p99_ms": q[98], "offer_max_ms": lat[-1] if lat else float("nan"),
             "offers_measured": len(lat), "offer_before_202": steady.offer_before_202,
-            "queues": dict(busy.queues + steady.queues),
+            "queues": dict(busy.queues + steady.queues), **per_contact,
         }
         results.append(result)
         progress(f"  run {run}/{job['runs']}: {result['contacts_per_s']:,.0f} contacts/s end to end "
                  f"(server CPU {cpu[0]:.0f}%, PostgreSQL {cpu[2]:.0f}%, load {cpu[1]:.0f}%); "
                  f"arrival->offer at {job['rate_per_s']:g}/s: p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms "
-                 f"({len(lat)} offers); failed {result['failed'] or 0}, stuck {result['stuck']}")
+                 f"({len(lat)} offers); failed {result['failed'] or 0}, stuck {result['stuck']}; per contact: "
+                 f"server {per_contact['server_cpu_ms_per_contact']:.2f} ms CPU, PostgreSQL "
+                 f"{per_contact['postgres_cpu_ms_per_contact']:.2f} ms CPU, "
+                 f"{per_contact['transactions_per_contact']:.1f} transactions")
     return results
 
 
@@ -453,8 +484,9 @@ async def main(job: dict[str, Any]) -> dict[str, Any]:
             out["runs"] = await route_runs(sim)
             completer.cancel()
         out["errors"] = dict(sim.errors)
-        for ws in list(sim.desks.values()):
-            await ws.close()
+        if job["mode"] == "memory":
+            return out  # the desks close when this process exits, all at once (see below)
+        await asyncio.gather(*(ws.close() for ws in sim.desks.values()))
         for task in desk_tasks:
             task.cancel()
     return out
@@ -462,4 +494,5 @@ async def main(job: dict[str, Any]) -> dict[str, Any]:
 
 if __name__ == "__main__":
     result = asyncio.run(main(json.load(sys.stdin)))
-    print(json.dumps(result))
+    print(json.dumps(result), flush=True)
+    os._exit(0)  # closing 10,000 desks one handshake at a time takes minutes; exiting takes none

@@ -247,3 +247,23 @@ def test_ten_thousand_agents_are_indexed_not_scanned() -> None:
         log.agent(f"a{i:05d}", skills={"general": 3}, at_s=NOW - 10_000 + i)
     placed(log, "c1")
     assert offers(log) == {"c1": "a00000"}
+
+
+def test_a_promised_callback_reopens_the_contact_when_due() -> None:
+    log = Log()
+    log.agent("a1", available=False)
+    placed(log, "c1")
+    contact = log.state.contacts["c1"]
+    log.add("contact-default:c1", ev.CALLBACK_SCHEDULED, {"contact_id": "c1", "callback_at_s": NOW + 3600,
+                                                          "at_s": NOW + 60})
+    log.add("contact-default:c1", ev.CONTACT_ENDED, {"contact_id": "c1", "cause": "hung up after the offer"})
+    assert contact.status == DONE
+    [timer] = [t for t in timers_for_contact(contact) if t.kind == "callback"]
+    assert timer.due_s == NOW + 3600
+    assert fire(log.state, timer, NOW + 3599, SETTINGS) == []
+    for decision in fire(log.state, timer, NOW + 3600, SETTINGS):
+        log.commit(decision)
+    assert contact.status == WAITING and contact.callback_due
+    log.add("agent-default:a1", ev.AGENT_STATE_CHANGED, {"agent_id": "a1", "state": "available", "at_s": NOW + 3600})
+    assert offers(log, NOW + 3601) == {"c1": "a1"}
+    assert fire(log.state, timer, NOW + 3700, SETTINGS) == []  # once only
