@@ -30,6 +30,7 @@ _CONTACT_NAMESPACE: Final = uuid.UUID("427d52be-a39f-4ca1-a075-7e4ced994dcf")
 _EVENT_NAMESPACE: Final = uuid.UUID("2cb25970-d726-46e7-93a3-987aafafc0e2")
 
 
+@functools.lru_cache(maxsize=16_384)  # a session's every event asks (ingest and translate both)
 def contact_id_for(channel: Channel, gateway_session_id: str, *, domain: str = DEFAULT_DOMAIN) -> str:
     """The contact id of a gateway session (a call id, chat session id, room id...)."""
     return str(_uuid5(_CONTACT_NAMESPACE, f"{_checked(domain)}/{channel.value}/{gateway_session_id}"))

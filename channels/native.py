@@ -15,6 +15,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any, Final, TypeAlias, cast, get_args
 
+import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from policies.vocabulary import Channel
@@ -87,7 +88,25 @@ def parse_native(channel: Channel, raw: bytes) -> NativeEvent:
         event: NativeEvent = _ADAPTERS[channel].validate_json(raw)
     except ValidationError as exc:
         raise _native_error(exc) from None
+    if NUL_ESCAPE in raw:  # rare: only then look closer (a plain bytes search on the hot path)
+        _refuse_nul(orjson.loads(raw), ())
     return event
+
+
+# PostgreSQL's jsonb cannot hold U+0000 in a string; JSON can only carry it as this escape.
+NUL_ESCAPE: Final = b"\\u0000"
+
+
+def _refuse_nul(node: Any, path: tuple[int | str, ...]) -> None:
+    if isinstance(node, str) and "\x00" in node:
+        raise NativeEventError("invalid_field", "must not contain the character U+0000", json_path(path))
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _refuse_nul(key, path)
+            _refuse_nul(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _refuse_nul(value, (*path, index))
 
 
 def channel_of(event: NativeEvent) -> Channel:

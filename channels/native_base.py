@@ -8,6 +8,7 @@ so the OpenAPI document shows gateway developers exactly what is accepted.
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from typing import Annotated, Final
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -38,9 +39,22 @@ LanguageCode = Annotated[
     StringConstraints(pattern=r"^[a-z]{2,3}$"),
     Field(description="ISO 639 language code, lower case, e.g. zh, en, ja, ko."),
 ]
+# A gateway clock years off is a fault; so is a date at the edge of what Python can count
+# with (year 1 or 9999: the 7-day repeat window would overflow on it). Refused at the edge.
+EARLIEST_OCCURRED_AT: Final = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST_OCCURRED_AT: Final = datetime(2100, 1, 1, tzinfo=timezone.utc)
+
+
+def _plausible(moment: datetime) -> datetime:
+    if not EARLIEST_OCCURRED_AT <= moment < LATEST_OCCURRED_AT:
+        raise ValueError("must be in the years 2000 to 2099")
+    return moment
+
+
 OccurredAt = Annotated[
     AwareDatetime,
-    Field(description="When it happened at the gateway, RFC 3339 with an offset."),
+    AfterValidator(_plausible),
+    Field(description="When it happened at the gateway, RFC 3339 with an offset, in the years 2000 to 2099."),
 ]
 MessageText = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]

@@ -14,7 +14,7 @@ import hmac
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final
 
 TIMESTAMP_HEADER: Final = "X-Router-Timestamp"
@@ -131,9 +131,10 @@ def take(bucket: TokenBucket, now_s: float, cost: float = 1.0) -> tuple[TokenBuc
     elapsed_s = max(0.0, now_s - bucket.updated_s)  # a clock stepping back adds nothing
     tokens = min(bucket.burst, bucket.tokens + elapsed_s * bucket.rate_per_s)
     updated_s = max(now_s, bucket.updated_s)
+    # Built directly, not with dataclasses.replace: this runs for every gateway request.
     if tokens >= cost:
-        return replace(bucket, tokens=tokens - cost, updated_s=updated_s), 0.0
-    return replace(bucket, tokens=tokens, updated_s=updated_s), (cost - tokens) / bucket.rate_per_s
+        return TokenBucket(bucket.rate_per_s, bucket.burst, tokens - cost, updated_s), 0.0
+    return TokenBucket(bucket.rate_per_s, bucket.burst, tokens, updated_s), (cost - tokens) / bucket.rate_per_s
 
 
 class RateLimiter:

@@ -9,13 +9,27 @@ is logged in to online banking.
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 
 from .native_base import CustomerId, Locale, MessageText, NativeEventBase, NativeModel, SessionId, ShortText
 from .native_bot import BotHandoff
 
-PageUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]{1,2040}$")]
+
+def _parsable_url(value: str) -> str:
+    """The pattern lets 'http://[' through; the adapter splits the URL, so it must split."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise ValueError("not a valid http(s) URL") from None
+    if not parts.hostname:
+        raise ValueError("not a valid http(s) URL: it names no host")
+    return value
+
+
+PageUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]{1,2040}$"), AfterValidator(_parsable_url)]
 _SESSION = "wc-5d1e77b0c3"
 
 
