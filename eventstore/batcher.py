@@ -49,6 +49,7 @@ class GroupCommitter(Generic[T, R]):
         self._max_batch_events = max_batch_events
         self._linger_s = linger_s
         self._queue: deque[Pending[T, R]] = deque()
+        self._queued_size = 0  # events in the queue, kept as a count: summing it per dispatch was quadratic
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(max_inflight)
         self._inflight: set[asyncio.Task[None]] = set()
@@ -60,6 +61,7 @@ class GroupCommitter(Generic[T, R]):
             raise StoreClosedError("the event store is closed")
         pending: Pending[T, R] = Pending(item, size)
         self._queue.append(pending)
+        self._queued_size += size
         self._wakeup.set()
         return await pending.future
 
@@ -71,7 +73,7 @@ class GroupCommitter(Generic[T, R]):
                 self._wakeup.clear()
                 await self._wakeup.wait()
             await self._slots.acquire()
-            if self._inflight and self._queued_events() < self._max_batch_events:
+            if self._inflight and self._queued_size < self._max_batch_events:
                 # Batches are already in flight, so waiting a moment costs little
                 # latency and merges more appends into the next transaction.
                 await asyncio.sleep(self._linger_s)
@@ -79,9 +81,6 @@ class GroupCommitter(Generic[T, R]):
             task = asyncio.create_task(self._run(batch))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
-
-    def _queued_events(self) -> int:
-        return sum(p.size for p in self._queue)
 
     def _take_batch(self) -> list[Pending[T, R]]:
         """Take queued items in order, up to the size bound; an item sharing a key with the
@@ -103,6 +102,7 @@ class GroupCommitter(Generic[T, R]):
             batch.append(pending)
             total += pending.size
         self._queue.extendleft(reversed(waiting))
+        self._queued_size -= total
         return batch
 
     async def _run(self, batch: list[Pending[T, R]]) -> None:

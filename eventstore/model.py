@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -254,17 +254,11 @@ def _to_json(value: object, where: str) -> bytes:
     except TypeError as exc:
         raise InvalidAppendError(f"is not JSON-serialisable: {exc}", field=where) from None
     # orjson writes NaN and infinities as null; JSON has no such numbers, so refuse them.
-    # Only payloads that contain a null can hold one, so the walk is rare.
-    if b"null" in encoded and _has_non_finite(value):
-        raise InvalidAppendError("NaN and infinity are not JSON numbers", field=where)
+    # Only output with a null can hide one; the standard library's C encoder then checks
+    # (a Python walk of every payload cost more than the rest of the append path).
+    if b"null" in encoded:
+        try:
+            json.dumps(value, allow_nan=False, default=str)
+        except ValueError:
+            raise InvalidAppendError("NaN and infinity are not JSON numbers", field=where) from None
     return encoded
-
-
-def _has_non_finite(value: object) -> bool:
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, Mapping):
-        return any(_has_non_finite(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_has_non_finite(v) for v in value)
-    return False

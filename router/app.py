@@ -60,9 +60,9 @@ def build_app(config: AppConfig) -> web.Application:
                                         policies_api.openapi_paths, agents_api.openapi_paths,
                                         queues_api.openapi_paths])
     app.cleanup_ctx.append(_store_ctx(config))
-    app.cleanup_ctx.append(_ingest_ctx)
     app.cleanup_ctx.append(_policies_ctx)
-    app.cleanup_ctx.append(_router_ctx(config))
+    app.cleanup_ctx.append(_router_ctx(config))  # also the customer directory: one log follower feeds both
+    app.cleanup_ctx.append(_ingest_ctx)
     if config.demo:
         app.on_startup.append(demo_startup(config.settings.var_dir))
     app.router.add_get("/v1/health", health)
@@ -88,12 +88,8 @@ def _store_ctx(config: AppConfig) -> Callable[[web.Application], AsyncIterator[N
 
 
 async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
-    customers = CustomerState(app[keys.STORE])
-    await customers.start()
-    app[keys.CUSTOMERS] = customers
-    app[keys.INGEST] = IngestService(app[keys.STORE], customers, domain=app[keys.SETTINGS].domain)
+    app[keys.INGEST] = IngestService(app[keys.STORE], app[keys.CUSTOMERS], domain=app[keys.SETTINGS].domain)
     yield
-    await customers.stop()
 
 
 async def _policies_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -107,7 +103,10 @@ async def _policies_ctx(app: web.Application) -> AsyncIterator[None]:
 def _router_ctx(config: AppConfig) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         policies = app[keys.POLICIES]
-        router = RouterService(app[keys.STORE], lambda: policies.active.current(), config.router_settings)
+        customers = CustomerState()
+        app[keys.CUSTOMERS] = customers
+        router = RouterService(app[keys.STORE], lambda: policies.active.current(), config.router_settings,
+                               consumers=[customers.apply])
         hub = DeskHub(router.state, time.time)
         router.on_change = lambda contacts, agents: hub.sync(agents)
         await router.start()

@@ -22,7 +22,7 @@ import orjson
 from channels.customer_import import ImportReport
 from channels.directory import CustomerDirectory, CustomerKey, CustomerProfile, Disability
 from channels.repeat import PriorContact, prune, remember
-from eventstore import ANY, NewEvent, RecordedEvent, Subscription, stream_id_for
+from eventstore import ANY, NewEvent, RecordedEvent, stream_id_for
 from eventstore.port import EventStore
 from policies.vocabulary import CallbackWindow, Segment
 
@@ -50,24 +50,15 @@ def profile_from_data(data: dict[str, Any]) -> CustomerProfile:
 
 
 class CustomerState:
-    """Directory and recent-contact history, kept current from the log."""
+    """Directory and recent-contact history, kept current from the log.
 
-    def __init__(self, store: EventStore) -> None:
+    It has no subscription of its own: the process's one log follower (the router
+    service's) hands it every batch, so each event is read and decoded once."""
+
+    def __init__(self) -> None:
         self.directory = CustomerDirectory()
         self._history: dict[str, dict[str, PriorContact]] = {}
         self._contact_customer: dict[str, str] = {}
-        self._subscription = Subscription(store, "customer-state", self._apply, poll_interval_s=0.5, save_checkpoints=False)
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        """Catch up with the whole log (so lookups are complete), then follow it."""
-        await self._subscription.catch_up_from_start()
-        self._task = asyncio.create_task(self._subscription.run_from_cursor())
-
-    async def stop(self) -> None:
-        self._subscription.stop()
-        if self._task is not None:
-            await self._task
 
     def find(self, key: CustomerKey) -> CustomerProfile | None:
         return self.directory.find(key)
@@ -75,7 +66,7 @@ class CustomerState:
     def history(self, customer_id: str | None) -> Sequence[PriorContact]:
         return tuple(self._history.get(customer_id, {}).values()) if customer_id else ()
 
-    async def _apply(self, events: Sequence[RecordedEvent]) -> None:
+    def apply(self, events: Sequence[RecordedEvent]) -> None:
         for event in events:
             if event.type == PROFILE_IMPORTED:
                 self.directory.put(profile_from_data(event.data))

@@ -48,13 +48,15 @@ class RouterSettings:
 class RouterService:
     def __init__(self, store: EventStore, policy: Callable[[], CompiledPolicy], settings: RouterSettings,
                  *, clock: Callable[[], float] = time.time,
-                 on_change: Callable[[set[str], set[str]], None] | None = None) -> None:
+                 on_change: Callable[[set[str], set[str]], None] | None = None,
+                 consumers: Sequence[Callable[[Sequence[RecordedEvent]], None]] = ()) -> None:
         self.store = store
         self.state = RouterState()
         self.settings = settings
         self._policy = policy
         self._clock = clock
         self.on_change = on_change
+        self._consumers = list(consumers)  # other in-memory read models fed by this one follower
         self._leader_stream = f"router-{settings.domain}:leader"
         self.epoch: int | None = None
         self._kick = asyncio.Event()
@@ -113,6 +115,8 @@ class RouterService:
     async def _apply_batch(self, events: Sequence[RecordedEvent]) -> None:
         if events:
             self._last_recorded_s = events[-1].recorded_at.timestamp()
+        for consume in self._consumers:
+            consume(events)
         changed = False
         for event in events:
             changed |= self.state.apply(event)
