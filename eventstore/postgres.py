@@ -107,6 +107,12 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset on release (a round trip per query): the store keeps no session
+    state on pooled connections. LISTEN and the leader's lock have connections of their own,
+    and transactions always end before a connection goes back."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
@@ -141,7 +147,8 @@ class PostgresEventStore:
         settings = settings or StoreSettings()
         async with translated():
             pool = await asyncpg.create_pool(
-                dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size, init=init_connection
+                dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size, init=init_connection,
+                reset=_keep_session,
             )
         return cls(pool, settings, dsn)
 

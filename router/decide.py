@@ -153,11 +153,13 @@ def next_offers(state: RouterState, now_s: float, limit: int = 1000) -> list[Dec
     """
     decisions: dict[str, list[Decision]] = {}
     taken: Counter[str] = Counter()
-    waiting = sorted(state.waiting(), key=lambda c: (-priority_of(c, now_s), c.queued_at_s, c.contact_id))
+    open_channels = {ch for ch, free in state.available.items() if free}
+    if not open_channels:
+        return []  # nobody is free: nothing to sort (contacts may wait by the thousand)
+    candidates = [c for c in state.waiting() if c.facts is not None and c.facts.channel in open_channels]
+    waiting = sorted(candidates, key=lambda c: (-priority_of(c, now_s), c.queued_at_s, c.contact_id))
     for contact in waiting:
         assert contact.facts is not None
-        if not state.available[contact.facts.channel]:
-            continue
         choice = pick_agent(state, contact, now_s, taken)
         if choice is not None:
             snap, considered = choice
