@@ -58,6 +58,8 @@ def ineligibility(
     """Every reason this agent cannot take this contact now; () when it can."""
     reasons = presence_reasons(agent) + capacity_reasons(agent, contact.channel)
     missing = tuple(r for r in (requirement_reason(agent, req) for req in requirements) if r is not None)
+    if reasons and missing:  # a channel requirement on the contact's own channel says what capacity said
+        return tuple(dict.fromkeys(reasons + missing))
     return reasons + missing
 
 

@@ -179,6 +179,7 @@ class PolicyService:
         self._compiled_ahead: dict[uuid.UUID, CompiledPolicy] = {}  # this process's own appends
         self._lock = asyncio.Lock()
         self._poll_interval_s = poll_interval_s
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -189,6 +190,7 @@ class PolicyService:
 
     async def start(self) -> None:
         """Publish the default policy if the domain has none, load the newest, then follow the stream."""
+        await self._store.wait_for_append(0)  # listen before the first read: no change slips between
         await self._seed()
         await self.refresh()
         if self._active is None:
@@ -196,9 +198,11 @@ class PolicyService:
         self._task = asyncio.create_task(self._follow(), name=f"policy-follower:{self._domain}")
 
     async def stop(self) -> None:
+        # A flag, not task.cancel(): on Python 3.11 wait_for() can swallow a cancellation that
+        # arrives as its inner wait completes, and the follower would then run for ever.
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await self._task
 
     def history(self) -> tuple[PolicyRecord, ...]:
         """Every version known to this process, oldest first (call `refresh` first to be sure)."""
@@ -319,14 +323,33 @@ class PolicyService:
         commits, while the log is only readable below the xmin horizon, which any long transaction
         in the cluster holds back. Versions are contiguous, so `refresh` never skips one.
         """
-        while True:
-            await self._store.wait_for_append(self._poll_interval_s)
+        while not self._stopping.is_set():
+            await self._until_appended()
+            if self._stopping.is_set():
+                return
             try:
                 await self.refresh()
             except StoreUnavailableError as exc:
                 log.warning("policy follower: %s; retrying in %.1f s", exc.message, self._poll_interval_s)
-                await asyncio.sleep(self._poll_interval_s)
+                await self._pause(self._poll_interval_s)
             except Exception:  # a follower that dies silently would freeze the policy: log and go on
                 log.exception("policy follower of %s failed; retrying", self.stream_id)
-                await asyncio.sleep(self._poll_interval_s)
-            await asyncio.sleep(MIN_REFRESH_S)
+                await self._pause(self._poll_interval_s)
+            await self._pause(MIN_REFRESH_S)
+
+    async def _until_appended(self) -> None:
+        """Until the store signals an append, the poll interval passes, or stop() is called."""
+        waits = {asyncio.ensure_future(self._store.wait_for_append(self._poll_interval_s)),
+                 asyncio.ensure_future(self._stopping.wait())}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass

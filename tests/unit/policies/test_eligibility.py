@@ -38,6 +38,8 @@ JA = Requirement(LANG, "ja", 0, True)
         (snapshot("a", {"fraud": 5}), PHONE_CALL, (FRAUD3, JA), ("does not speak ja",)),
         (snapshot("a", {"fraud": 5}, languages={"ja", "zh"}), PHONE_CALL, (FRAUD3, JA), ()),
         (snapshot("a"), PHONE_CALL, (Requirement(CHAN, "video", 0, True),), ("does not serve channel video",)),
+        (snapshot("a"), ContactFacts("c3", Channel.VIDEO), (Requirement(CHAN, "video", 0, True),),
+         ("does not serve channel video",)),
         (snapshot("a"), PHONE_CALL, (Requirement(AGENT, "d1"),), ("only agent d1 may take it now",)),
         (snapshot("d1"), PHONE_CALL, (Requirement(AGENT, "d1"),), ()),
         (snapshot("a", presence=Presence.AWAY, load={Channel.PHONE: 1}), PHONE_CALL, (FRAUD3, JA),
