@@ -18,6 +18,7 @@ run: $(STAMP)
 	$(BIN)/contact-router serve --demo
 
 test: $(STAMP)
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -131,9 +131,9 @@ def wrapup_done(state: RouterState, agent_id: str, now_s: float) -> Decision:
 
 def set_presence(state: RouterState, agent_id: str, wanted: object, reason: object, now_s: float) -> Decision:
     agent = _agent(state, agent_id)
-    if wanted not in ("available", "away"):
+    if wanted != "available" and wanted != "away":
         raise CommandError("invalid_state", "state must be 'available' or 'away'")
-    presence = Presence(wanted)
+    presence = Presence(str(wanted))
     data = {"agent_id": agent_id, "state": presence.value, "at_s": now_s,
             "reason": reason[:200] if isinstance(reason, str) else ""}
     decisions = [Decision("presence", (Part(agent.stream_id, agent.version, ((ev.AGENT_STATE_CHANGED, data),)),),

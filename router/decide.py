@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -267,8 +267,11 @@ def _room_after(snap: AgentSnapshot, channel: Channel, extra: int) -> bool:
     return used < snap.profile.channels.get(channel, 0) and snap.total_load + extra < snap.profile.total_capacity
 
 
-def _requirement_sets(state: RouterState, requirements: Iterable[Requirement]) -> list[Any]:
-    options: list[Any] = []
+AgentIds = Collection[str]  # an index: a set of agent ids, or the idle-ordered dict of free ones
+
+
+def _requirement_sets(state: RouterState, requirements: Iterable[Requirement]) -> list[AgentIds]:
+    options: list[AgentIds] = []
     for req in requirements:
         if req.kind is RequirementKind.SKILL:
             options.append(state.skill_index.get(req.name, set()))
@@ -279,13 +282,13 @@ def _requirement_sets(state: RouterState, requirements: Iterable[Requirement]) -
     return options
 
 
-def _requirement_set(state: RouterState, requirements: Iterable[Requirement]) -> Iterable[str]:
+def _requirement_set(state: RouterState, requirements: Iterable[Requirement]) -> AgentIds:
     """The smallest index set holding every agent that meets the requirements (all agents if none)."""
-    return min(_requirement_sets(state, requirements), key=len, default=state.agents)
+    return min(_requirement_sets(state, requirements), key=len, default=state.agents.keys())
 
 
 def _driving_ids(state: RouterState, requirements: Iterable[Requirement], channel: Channel,
-                 *, ordered_available: bool) -> Iterable[str]:
+                 *, ordered_available: bool) -> AgentIds:
     """The smallest set that must contain every eligible agent: free agents on the channel,
     or the agents having one required skill, language or identity."""
     options = _requirement_sets(state, requirements)

@@ -126,7 +126,6 @@ class RouterState:
         self.closed_offers: Recent = Recent()
         self.assigned_offers: Recent = Recent()
         self.touched_contacts: set[str] = set()
-        self.waiting_ids: dict[str, None] = {}  # contacts waiting with a plan (an index: never scan all)
         self.touched_agents: set[str] = set()
         # Contacts waiting with a plan: a routing round looks at these, not at every contact
         # still in memory (finished ones stay until forgotten).
@@ -284,7 +283,6 @@ class RouterState:
         done = [k for k, c in self.contacts.items() if c.status in (DONE, UNROUTABLE) and not keep(c)]
         for key in done:
             del self.contacts[key]
-            self.waiting_ids.pop(key, None)
             self.waiting_ids.pop(key, None)
         return len(done)
 
