@@ -86,15 +86,16 @@ class Subscription:
             if count == self._batch_size:
                 continue
             if count == 0 and await self._blocked():
-                # An older transaction is still running; the rows behind it are committed
-                # and will be readable the moment it ends, which sends no notification
-                # if it was not an append. Re-read soon.
-                await self._sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, 0.05)
+                # An older transaction is still running; the rows behind it are committed and
+                # become readable when it ends. If it is an append, its commit sends a
+                # notification, so wait for one; if not (any other write in the cluster holds
+                # the horizon too), the short cap makes this a quick poll.
+                await self._wait(min(backoff_s, 0.01))
+                backoff_s = min(backoff_s * 2, 0.01)
                 continue
             backoff_s = 0.001
             if count == 0:
-                await self._wait()
+                await self._wait(self._poll_interval_s)
 
     async def _step(self) -> int:
         events = await self.store.read_log(self.cursor, self._batch_size, self._category)
@@ -106,8 +107,8 @@ class Subscription:
             await self.store.save_checkpoint(self.name, self.cursor)
         return len(events)
 
-    async def _wait(self) -> None:
-        waiter = asyncio.ensure_future(self.store.wait_for_append(self._poll_interval_s))
+    async def _wait(self, timeout_s: float) -> None:
+        waiter = asyncio.ensure_future(self.store.wait_for_append(timeout_s))
         stopper = asyncio.ensure_future(self._stopping.wait())
         try:
             await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
