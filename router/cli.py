@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="ingest: run the server under cProfile and write its stats to FILE")
     bench.add_argument("--agents", type=int, default=300,
                        help="route: simulated agents (desk websockets) of the end-to-end runs")
+    bench.add_argument("--offer-rate", type=float, default=150.0,
+                       help="route: contacts/s offered while measuring the time from arrival to offer")
     return parser
 
 
@@ -60,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_bench(args.suite, as_json=args.json, seconds=args.seconds, runs=args.runs,
                          connections=args.connections, rate=args.rate, profile=args.profile,
-                         agents=args.agents)
+                         agents=args.agents, offer_rate=args.offer_rate)
     return 2
 
 

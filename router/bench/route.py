@@ -12,11 +12,15 @@ Three kinds of figures:
   with 100 and with 10,000 agents;
 - the server's resident memory with 10,000 agents registered and their 10,000
   desks connected (a fresh server and database of its own).
+
+With BENCH_DATABASE_URL both server phases use that database as it is: start from an
+empty one, or the memory figure includes whatever the log already holds.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -39,7 +43,7 @@ from router.state import RouterState
 
 from . import progress
 from .ingest import Server, running_server
-from .route_load import SKILLS, raise_nofile
+from .route_sim import SKILLS, raise_nofile
 
 # Tue 2026-09-22 10:00 in Shanghai: business hours, so the decision figures do not
 # depend on when the benchmark runs (the end-to-end phase uses the real clock).
@@ -68,8 +72,8 @@ class _Log:
 
 def decision_state(agents: int, *, waiting: int = 12, busy_share: float = 0.5,
                    seed: int = 1) -> tuple[RouterState, CompiledPolicy]:
-    """`agents` agents (levels 3-4 in the bench skills; every other one busy on a call,
-    so free for chats only), idle since staggered times, and `waiting` contacts queued
+    """`agents` agents (levels 3-4 in the bench skills; about half busy on a call, so
+    free for chats only), idle since staggered times, and `waiting` contacts queued
     by the default policy (a mix of intents and channels)."""
     rng, log = random.Random(seed), _Log()
     policy = compile_policy(load_default_policy(), 1)
@@ -102,7 +106,7 @@ def time_decisions_us(state: RouterState, seconds: float, now_s: float = DECISIO
     decisions = len(next_offers(state, now_s))
     if decisions == 0:
         raise RuntimeError("the benchmark state makes no offers")
-    samples = []
+    samples: list[float] = []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(samples) < 20:
         started = time.perf_counter()
@@ -115,7 +119,7 @@ def time_placements_us(state: RouterState, policy: CompiledPolicy, seconds: floa
                        now_s: float = DECISION_NOW_S) -> float:
     """Median time to place one arriving contact (policy evaluation and the check that some
     agent on the roster could ever serve it), over the waiting mix; pure, so repeatable."""
-    contacts, samples = state.waiting(), []
+    contacts, samples = state.waiting(), list[float]()
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(samples) < 20:
         for contact in contacts:
@@ -155,28 +159,33 @@ def _load(server: Server, dsn: str, job: dict[str, Any]) -> dict[str, Any]:
 def end_to_end(seconds: float, runs: int, agents: int, rate_per_s: float, in_flight: int,
                talk_ms: float) -> dict[str, Any]:
     progress(f"end to end: {agents} agents, {runs} runs of {seconds:g} s at most {in_flight} contacts in progress, "
-             f"then arrival->offer at {rate_per_s:g} contacts/s; medians")
+             f"then arrival->offer at {rate_per_s:g} contacts/s and at half the end-to-end rate; medians")
     with scratch_database("BENCH_DATABASE_URL") as dsn, running_server(dsn) as server:
         out = _load(server, dsn, {"mode": "route", "agents": agents, "seconds": seconds, "runs": runs,
-                             "rate_per_s": rate_per_s, "in_flight": in_flight, "talk_ms": talk_ms})
+                                  "rate_per_s": rate_per_s, "in_flight": in_flight, "talk_ms": talk_ms})
     med = statistics.median
     results = out["runs"]
     return {
         "route_contacts_per_s": med(r["contacts_per_s"] for r in results),
-        "offer_p50_ms": med(r["offer_p50_ms"] for r in results),
-        "offer_p99_ms": med(r["offer_p99_ms"] for r in results),
+        "offer_p50_ms": med(r["latency"]["p50_ms"] for r in results),
+        "offer_p99_ms": med(r["latency"]["p99_ms"] for r in results),
         "offer_rate_per_s": rate_per_s,
+        "offer_p50_ms_at_half_max": med(r["latency_half_max"]["p50_ms"] for r in results),
+        "offer_p99_ms_at_half_max": med(r["latency_half_max"]["p99_ms"] for r in results),
+        "offer_rate_per_s_at_half_max": med(r["latency_half_max"]["rate_per_s"] for r in results),
+        "offer_before_202": sum(r[k]["offer_before_202"] for r in results for k in ("latency", "latency_half_max")),
         "route_server_cpu_pct": med(r["server_cpu_pct"] for r in results),
         "route_postgres_cpu_pct": med(r["postgres_cpu_pct"] for r in results),
         "route_load_cpu_pct": med(r["load_cpu_pct"] for r in results),
         "route_server_cpu_ms_per_contact": med(r["server_cpu_ms_per_contact"] for r in results),
         "route_postgres_cpu_ms_per_contact": med(r["postgres_cpu_ms_per_contact"] for r in results),
         "route_transactions_per_contact": med(r["transactions_per_contact"] for r in results),
-        "route_failed": sum(sum(r["failed"].values()) for r in results),
-        "route_stuck": sum(r["stuck"] for r in results),
+        "route_failed": sum(sum(r["failed"].values()) + sum(r["latency"]["failed"].values())
+                            + sum(r["latency_half_max"]["failed"].values()) for r in results),
+        "route_stuck": sum(r["stuck"] + r["latency"]["stuck"] + r["latency_half_max"]["stuck"] for r in results),
         "route_desk_errors": out["errors"],
         "route_agents": agents, "route_in_flight": in_flight, "route_talk_ms": talk_ms,
-        "route_queues": _merged(r["queues"] for r in results),
+        "route_queues": _merged(q for r in results for q in (r["queues"], r["latency"]["queues"])),
     }
 
 
@@ -192,10 +201,10 @@ def memory(agents: int = 10_000) -> dict[str, Any]:
     progress(f"memory: {agents:,} agents registered and {agents:,} desks connected (a fresh server)")
     with scratch_database("BENCH_DATABASE_URL") as dsn, running_server(dsn) as server:
         out = _load(server, dsn, {"mode": "memory", "agents": agents, "seconds": 0, "runs": 0, "rate_per_s": 0,
-                             "in_flight": 0, "talk_ms": 0})
+                                  "in_flight": 0, "talk_ms": 0})
     progress(f"  server RSS {out['rss_mb_start']:.0f} MB at start, {out['rss_mb_registered']:.0f} MB with the "
              f"agents registered, {out['rss_mb']:.0f} MB with {out['desks']:,} desks connected "
-             f"({out['server_connections']} by the server's count)")
+             f"({out['server_connections'] or 0:.0f} by the server's count)")
     return {
         f"rss_mb_{agents}_agents": out["rss_mb"], "rss_mb_at_start": out["rss_mb_start"],
         f"rss_mb_{agents}_registered_no_desks": out["rss_mb_registered"],
@@ -208,9 +217,10 @@ def memory(agents: int = 10_000) -> dict[str, Any]:
 def run(*, seconds: float, runs: int, agents: int = 300, rate_per_s: float = 150.0, in_flight: int = 0,
         talk_ms: float = 50.0, memory_agents: int = 10_000) -> dict[str, Any]:
     raise_nofile()  # the server, started from here, inherits the raised limit
-    figures: dict[str, Any] = {}
+    figures: dict[str, Any] = {"route_loadavg_1m_at_start": os.getloadavg()[0]}
     progress(f"routing decisions in process: {runs} runs, medians")
     figures.update(decision_figures(seconds, runs))
-    figures.update(end_to_end(seconds, runs, agents, rate_per_s, in_flight or 2 * agents, talk_ms))
+    figures.update(end_to_end(seconds, runs, agents, rate_per_s, in_flight or agents, talk_ms))
     figures.update(memory(memory_agents))
+    figures["route_loadavg_1m_at_end"] = os.getloadavg()[0]  # other work on the machine skews the figures
     return figures

@@ -12,7 +12,8 @@ from . import machine, progress, report
 
 
 def run_bench(suite: str, *, as_json: bool, seconds: float, runs: int, connections: int = 128,
-              rate: float = 4000.0, profile: str | None = None, agents: int = 300) -> int:
+              rate: float = 4000.0, profile: str | None = None, agents: int = 300,
+              offer_rate: float = 150.0) -> int:
     figures: dict[str, object] = {}
     if suite in ("eventstore", "all"):
         from . import eventstore
@@ -34,7 +35,7 @@ def run_bench(suite: str, *, as_json: bool, seconds: float, runs: int, connectio
         from . import route
 
         # Scratch databases of its own (one for the end-to-end runs, a fresh one for memory).
-        figures.update(route.run(seconds=seconds, runs=runs, agents=agents))
+        figures.update(route.run(seconds=seconds, runs=runs, agents=agents, rate_per_s=offer_rate))
     figures["machine"] = machine()
     report(f"contact-router bench {suite}", figures, as_json)
     return 0
