@@ -134,7 +134,11 @@ class PostgresEventStore:
         self._settings = settings
         self._committer: GroupCommitter[Group, list[AppendResult]] = GroupCommitter(
             self._flush,
-            keys=lambda group: [a.stream.stream_id for a in group],  # one append per stream per batch
+            # One writing append per stream per batch. Version-only checks (e.g. the leader
+            # epoch every routing decision asserts) do not count: they take a shared lock and
+            # read the version before anything in the call writes, so any number may share a
+            # batch. Counting them allowed one routing decision per batch.
+            keys=lambda group: [a.stream.stream_id for a in group if a.events],
             max_batch_events=settings.max_batch_events,
             max_inflight=settings.max_inflight_batches,
             linger_s=settings.linger_s,

@@ -65,6 +65,7 @@ class RouterService:
         self._scheduler = TimerScheduler(self._fire)
         self._pending_contacts: set[str] = set()
         self._last_recorded_s = 0.0
+        self._last_forget_s = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self.decisions_ok = 0
         self.decisions_stale = 0
@@ -108,6 +109,18 @@ class RouterService:
 
     # -- following the log ------------------------------------------------------------------
 
+    def _forget_finished(self) -> None:
+        """Drop finished contacts from memory every minute (the log keeps them), except those
+        with timers still to come (a callback, a follow-up deadline) or an agent holding them."""
+        now = time.monotonic()
+        if now - self._last_forget_s < 60.0:
+            return
+        self._last_forget_s = now
+        held = {cid for agent in self.state.agents.values() for cid in agent.contacts}
+        forgotten = self.state.forget_done(lambda c: c.contact_id in held or bool(timers_for_contact(c)))
+        if forgotten:
+            log.debug("forgot %d finished contacts", forgotten)
+
     def event_lag_s(self) -> float:
         """How far behind the log this instance is: now minus the newest applied event's time."""
         return max(0.0, time.time() - self._last_recorded_s) if self._last_recorded_s else 0.0
@@ -117,6 +130,7 @@ class RouterService:
             self._last_recorded_s = events[-1].recorded_at.timestamp()
         for consume in self._consumers:
             consume(events)
+        self._forget_finished()
         changed = False
         for event in events:
             changed |= self.state.apply(event)

@@ -330,3 +330,13 @@ async def test_concurrent_groups_never_overfill(store: Any) -> None:
     assert sum(not isinstance(o, Exception) for o in outcomes) == 1
     assert await store.stream_version(A1) == 2
     assert await log_size(store) == 3
+
+
+async def test_many_groups_may_check_the_same_stream_at_once(store: Any) -> None:
+    leader = "router-default:leader"
+    await store.append(leader, [ev("LeaderElected")], NO_STREAM)
+    groups = [store.append_many([StreamAppend(f"contact-default:g{i}", [ev()], NO_STREAM), StreamAppend(leader, [], 1)])
+              for i in range(30)]
+    results = await asyncio.gather(*groups)
+    assert all(r[0].versions == (1,) for r in results)
+    assert await log_size(store) == 31

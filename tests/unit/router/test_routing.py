@@ -267,3 +267,16 @@ def test_a_promised_callback_reopens_the_contact_when_due() -> None:
     log.add("agent-default:a1", ev.AGENT_STATE_CHANGED, {"agent_id": "a1", "state": "available", "at_s": NOW + 3600})
     assert offers(log, NOW + 3601) == {"c1": "a1"}
     assert fire(log.state, timer, NOW + 3700, SETTINGS) == []  # once only
+
+
+def test_finished_contacts_can_be_forgotten_but_not_those_with_timers_to_come() -> None:
+    log = Log()
+    log.agent("a1")
+    placed(log, "done")
+    placed(log, "callback")
+    log.add("contact-default:done", ev.CONTACT_ENDED, {"contact_id": "done", "cause": "hung up"})
+    log.add("contact-default:callback", ev.CALLBACK_SCHEDULED, {"contact_id": "callback",
+                                                                 "callback_at_s": NOW + 600, "at_s": NOW})
+    log.add("contact-default:callback", ev.CONTACT_ENDED, {"contact_id": "callback", "cause": "hung up"})
+    assert log.state.forget_done(lambda c: bool(timers_for_contact(c))) == 1
+    assert "done" not in log.state.contacts and "callback" in log.state.contacts
