@@ -27,7 +27,19 @@ AgentRef = Literal["dedicated", "last"]  # the customer's dedicated agent / the 
 KINDS = ("skill", "language", "channel", "agent")
 
 
-class RequirementSpec(Model):
+class _NamesOneKind:
+    """For specs that name exactly one of skill, language, channel or agent."""
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in KINDS if getattr(self, k) is not None)
+
+    @property
+    def target(self) -> str:
+        return str(getattr(self, self.kind))
+
+
+class RequirementSpec(_NamesOneKind, Model):
     """Exactly one of `skill` (with `min`), `language`, `channel` or `agent`.
 
     'contact' means the contact's own language or channel; `agent: dedicated`
@@ -51,16 +63,9 @@ class RequirementSpec(Model):
             raise ValueError("'unless_speaks_home_language' only applies to a language")
         return self
 
-    @property
-    def kind(self) -> str:
-        return next(k for k in KINDS if getattr(self, k) is not None)
-
-    @property
-    def target(self) -> str:
-        return str(getattr(self, self.kind))
 
 
-class RelaxSpec(Model):
+class RelaxSpec(_NamesOneKind, Model):
     """Drop a requirement, or lower a skill's minimum to `to`."""
 
     skill: Ident | None = None
@@ -77,13 +82,6 @@ class RelaxSpec(Model):
             raise ValueError("'to' only applies to a skill")
         return self
 
-    @property
-    def kind(self) -> str:
-        return next(k for k in KINDS if getattr(self, k) is not None)
-
-    @property
-    def target(self) -> str:
-        return str(getattr(self, self.kind))
 
 
 class EscalateSpec(Model):
