@@ -17,6 +17,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port to listen on (default 8080)")
     serve.add_argument("--demo", action="store_true", help="load demo agents on first start")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="processes sharing the port (SO_REUSEPORT); one of them routes (default 1)")
     migrate = sub.add_parser("migrate", help="apply database migrations (DATABASE_URL)")
     migrate.add_argument("--revision", default="head")
     check = sub.add_parser("check", help="verify the router's invariants over the whole log (DATABASE_URL)")
@@ -48,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from .serve import serve
 
-        return serve(settings, demo=args.demo)
+        return serve(settings, demo=args.demo, workers=max(1, args.workers))
     if args.command == "migrate":
         from .serve import migrate_only
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import subprocess
+import sys
 import signal
 from contextlib import contextmanager
 from collections.abc import Iterator
@@ -40,7 +43,7 @@ def migrate_only(settings: Settings, revision: str) -> int:
     return 0
 
 
-def serve(settings: Settings, *, demo: bool) -> int:
+def serve(settings: Settings, *, demo: bool, workers: int = 1) -> int:
     credentials = load_credentials(settings)
     with database(settings) as dsn:
         upgrade(dsn)
@@ -48,11 +51,33 @@ def serve(settings: Settings, *, demo: bool) -> int:
         kept = "set by ROUTER_ADMIN_TOKEN" if settings.admin_token else f"kept in {settings.var_dir}/admin-token"
         print(f"contact router on http://{settings.host}:{settings.port}  (pages: /admin, /desk)\n"
               f"admin token ({kept}): {credentials.admin_token}", flush=True)
-        asyncio.run(_run(app, settings))
+        children = _spawn_workers(settings, dsn, workers - 1)
+        try:
+            asyncio.run(_run(app, settings, reuse_port=workers > 1))
+        finally:
+            _stop_workers(children)
     return 0
 
 
-async def _run(app: web.Application, settings: Settings) -> None:
+def _spawn_workers(settings: Settings, dsn: str, count: int) -> list[subprocess.Popen[bytes]]:
+    """More processes on the same port (SO_REUSEPORT): the kernel spreads connections over
+    them. Each follows the log; the leader lock makes sure only one of them routes."""
+    env = {**os.environ, "DATABASE_URL": dsn, "ROUTER_WORKER": "1"}
+    command = [sys.executable, "-m", "router", "serve", "--host", settings.host, "--port", str(settings.port)]
+    return [subprocess.Popen(command, env=env) for _ in range(count)]
+
+
+def _stop_workers(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+async def _run(app: web.Application, settings: Settings, *, reuse_port: bool = False) -> None:
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     # The state rebuilt at start-up lives as long as the process: freeze it out of the
@@ -61,7 +86,8 @@ async def _run(app: web.Application, settings: Settings) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    site = web.TCPSite(runner, settings.host, settings.port)
+    reuse_port = reuse_port or os.environ.get("ROUTER_WORKER") == "1"
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

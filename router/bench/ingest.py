@@ -396,7 +396,8 @@ def running_server(dsn: str, *, profile_path: str | None = None) -> Iterator[Ser
                "ROUTER_GATEWAY_SECRETS": str(Path(folder) / "secrets.json"), "ROUTER_LOG_LEVEL": "WARNING"}
         port = free_port()
         profiler = ["-m", "cProfile", "-o", profile_path] if profile_path else []
-        command = [sys.executable, *profiler, "-m", "router", "serve", "--port", str(port)]
+        command = [sys.executable, *profiler, "-m", "router", "serve", "--port", str(port),
+                   *os.environ.get("BENCH_SERVE_ARGS", "").split()]  # e.g. "--workers 2"
         log_path = Path(folder) / "server.log"
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)

@@ -65,3 +65,29 @@ async def test_embedded_serve_survives_kill_9_and_stops_cleanly(tmp_path: Path) 
     second.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(second.wait(), 30) == 0
     assert not postmaster_running(tmp_path / "pgdata"), "SIGTERM must stop the embedded PostgreSQL too"
+
+
+@pytest.mark.slow
+async def test_workers_share_the_port_and_stop_with_the_server(tmp_path: Path, database_url: str) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "ROUTER_ADMIN_TOKEN"}
+    env.update(ROUTER_VAR_DIR=str(tmp_path), DATABASE_URL=database_url)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "router", "serve", "--port", str(port), "--workers", "2", env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        await wait_healthy(port, proc)
+        for _ in range(100):
+            children = psutil.Process(proc.pid).children()
+            if children:
+                break
+            await asyncio.sleep(0.1)
+        assert len(children) == 1, "one extra worker process"
+        async with aiohttp.ClientSession() as http:
+            for _ in range(20):  # connections land on either process; all must answer
+                async with http.get(f"http://127.0.0.1:{port}/v1/health") as resp:
+                    assert resp.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
