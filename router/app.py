@@ -24,6 +24,7 @@ from .api import keys
 from .api import agents as agents_api
 from .api import queues as queues_api
 from .api import policies as policies_api
+from .api.auth import AGENT_TOKEN_CHECK
 from .api.errors import ApiError, error_middleware
 from .api.openapi import OPENAPI_KEY, build_document, health_paths, openapi_handler
 from .config import Credentials, Settings
@@ -113,6 +114,7 @@ def _router_ctx(config: AppConfig) -> Callable[[web.Application], AsyncIterator[
         directory = AgentDirectory(router, config.settings.domain)
         app[agents_api.ROUTER], app[agents_api.HUB], app[agents_api.AGENTS] = router, hub, directory
         app[keys.ROSTER_PROVIDER] = directory
+        app[AGENT_TOKEN_CHECK] = lambda token: directory.agent_for_token(token) is not None
         leadership = Leadership(config.dsn, config.settings.domain)
         leading = [asyncio.create_task(leadership.run(router.on_elected, router.on_lost), name="leadership")
                    ] if config.router_settings.lead else []

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+import orjson
+
 from .decide import priority_of
 from .state import AgentState, ContactState, RouterState
 
@@ -156,8 +158,6 @@ class DeskHub:
         return view
 
     async def _write(self, desk: Desk) -> None:
-        import orjson
-
         while True:
             message = await desk.outbox.get()
             if message.get("type") == "_close":

@@ -119,7 +119,6 @@ class RouterState:
         self.skill_levels: dict[str, Counter[int]] = {}  # skill -> level -> agents on the roster
         self.language_index: dict[str, set[str]] = {}
         self.tokens: dict[str, str] = {}
-        self.leader_version = 0
         self.outcomes: deque[Outcome] = deque(maxlen=outcome_window)
         # What became of recent offers, for desks told about them (bounded: old ones drop off).
         self.offer_reasons: dict[str, list[str]] = {}
@@ -147,9 +146,7 @@ class RouterState:
         if category == "agent":
             agent = self.agents.get(key) or self.agents.setdefault(key, AgentState(key, event.stream_id))
             return self._fold(agent, event, _AGENT_HANDLERS, lambda _: self.refresh(agent))
-        if category == "router" and event.type == ev.LEADER_ELECTED:
-            self.leader_version = max(self.leader_version, event.version)
-        return False
+        return False  # other categories (router, policy, customer) are not the router state's
 
     def _fold(self, entity: Any, event: RecordedEvent, handlers: Mapping[str, Any], after: Callable[[str], None]) -> bool:
         if event.version <= entity.version:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -28,4 +29,5 @@ def require_admin(request: web.Request, admin_token: str) -> str:
     return "admin"
 
 
-AGENT_TOKEN_CHECK = web.AppKey("agent_token_check", object)
+# Set by the composition root: says whether a token is an agent's desk token (then 403, not 401).
+AGENT_TOKEN_CHECK: web.AppKey[Callable[[str], bool]] = web.AppKey("agent_token_check")

@@ -220,3 +220,10 @@ async def test_pages_are_served(routed: Api, path: str, needle: str) -> None:
     async with routed.client.get(path) as resp:
         assert resp.status == 200 and needle in await resp.text()
         assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+
+
+async def test_an_agent_token_on_an_admin_endpoint_is_forbidden(routed: Api) -> None:
+    token = await new_agent(routed, "a1")
+    async with routed.client.get("/v1/agents", headers={"Authorization": f"Bearer {token}"}) as resp:
+        body = await resp.json()
+    assert (resp.status, body["error"]["code"]) == (403, "forbidden")
