@@ -210,49 +210,65 @@ def _prepare(
         raise InvalidAppendError("an append needs a non-empty list of events", field="events")
     if len(events) > MAX_EVENTS_PER_APPEND:
         raise InvalidAppendError(f"at most {MAX_EVENTS_PER_APPEND} events per append", field="events")
-    prepared = tuple(_prepare_event(e, i, max_event_bytes) for i, e in enumerate(events))
-    if len({p.event_id for p in prepared}) != len(prepared):
+    prepared = tuple([_prepare_event(e, i, max_event_bytes) for i, e in enumerate(events)])
+    if len(prepared) > 1 and len({p.event_id for p in prepared}) != len(prepared):
         raise InvalidAppendError("the same event id appears twice in one append", field="events")
     return PreparedAppend(stream, checked, prepared)
 
 
+# Event types already seen to be valid names: a set lookup instead of a regex per event
+# (a router writes a few dozen types). Bounded, so odd input cannot grow it without limit.
+_VALID_TYPES: set[str] = set()
+_MAX_VALID_TYPES: Final = 1000
+_EMPTY_JSON: Final = b"{}"
+
+
 def _prepare_event(event: object, index: int, max_event_bytes: int) -> PreparedEvent:
-    where = f"events[{index}]"
+    # Every line here runs once per stored event: the checks are ordered so that the
+    # common, valid case costs type comparisons only, and field paths are built on error.
     if type(event) is not NewEvent and not isinstance(event, NewEvent):
-        raise InvalidAppendError("each event must be a NewEvent", field=where)
+        raise InvalidAppendError("each event must be a NewEvent", field=f"events[{index}]")
     if type(event.event_id) is not uuid.UUID and not isinstance(event.event_id, uuid.UUID):
-        raise InvalidAppendError("event_id must be a UUID", field=f"{where}.event_id")
-    if type(event.type) is not str or not _EVENT_TYPE.fullmatch(event.type):
-        raise InvalidAppendError("event type must be a name like 'ContactArrived'", field=f"{where}.type")
-    data = _to_json(event.data, f"{where}.data")
-    metadata = _to_json(_check_metadata(event.metadata, where), f"{where}.metadata")
-    size = len(data) + len(metadata)
+        raise InvalidAppendError("event_id must be a UUID", field=f"events[{index}].event_id")
+    event_type = event.type
+    if event_type not in _VALID_TYPES:
+        if type(event_type) is not str or not _EVENT_TYPE.fullmatch(event_type):
+            raise InvalidAppendError("event type must be a name like 'ContactArrived'", field=f"events[{index}].type")
+        if len(_VALID_TYPES) < _MAX_VALID_TYPES:
+            _VALID_TYPES.add(event_type)
+    data = _to_json(event.data, index, "data")
+    metadata = event.metadata
+    if type(metadata) is dict and not metadata:
+        metadata_json = _EMPTY_JSON
+    else:
+        metadata_json = _to_json(_check_metadata(metadata, index), index, "metadata")
+    size = len(data) + len(metadata_json)
     if size > max_event_bytes:
         raise EventTooLargeError(
-            f"event is {size} bytes of JSON, over the {max_event_bytes}-byte limit", field=where
+            f"event is {size} bytes of JSON, over the {max_event_bytes}-byte limit", field=f"events[{index}]"
         )
-    return PreparedEvent(event.event_id, event.type, data, metadata)
+    return PreparedEvent(event.event_id, event_type, data, metadata_json)
 
 
-def _check_metadata(metadata: object, where: str) -> Mapping[str, Any]:
+def _check_metadata(metadata: object, index: int) -> Mapping[str, Any]:
     if type(metadata) is not dict and not isinstance(metadata, Mapping):
-        raise InvalidAppendError("metadata must be an object", field=f"{where}.metadata")
+        raise InvalidAppendError("metadata must be an object", field=f"events[{index}].metadata")
     if not metadata:
         return metadata
     for key in _METADATA_STRINGS:
         value = metadata.get(key)
         if value is not None and type(value) is not str:
-            raise InvalidAppendError(f"metadata {key} must be a string", field=f"{where}.metadata.{key}")
+            raise InvalidAppendError(f"metadata {key} must be a string", field=f"events[{index}].metadata.{key}")
     return metadata
 
 
-def _to_json(value: object, where: str) -> bytes:
+def _to_json(value: object, index: int, part: str) -> bytes:
     if type(value) is not dict and not isinstance(value, Mapping):
-        raise InvalidAppendError("must be a JSON object", field=where)
+        raise InvalidAppendError("must be a JSON object", field=f"events[{index}].{part}")
     try:
         encoded = orjson.dumps(value)
     except TypeError as exc:
-        raise InvalidAppendError(f"is not JSON-serialisable: {exc}", field=where) from None
+        raise InvalidAppendError(f"is not JSON-serialisable: {exc}", field=f"events[{index}].{part}") from None
     # orjson writes NaN and infinities as null; JSON has no such numbers, so refuse them.
     # Only output with a null can hide one; the standard library's C encoder then checks
     # (a Python walk of every payload cost more than the rest of the append path).
@@ -260,5 +276,5 @@ def _to_json(value: object, where: str) -> bytes:
         try:
             json.dumps(value, allow_nan=False, default=str)
         except ValueError:
-            raise InvalidAppendError("NaN and infinity are not JSON numbers", field=where) from None
+            raise InvalidAppendError("NaN and infinity are not JSON numbers", field=f"events[{index}].{part}") from None
     return encoded

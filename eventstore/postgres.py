@@ -184,21 +184,43 @@ class PostgresEventStore:
         return await self._committer.submit(group, sum(len(a.events) for a in group))
 
     async def _flush(self, batch: Sequence[Pending[Group, list[AppendResult]]]) -> None:
-        for attempt in range(_MAX_BATCH_RETRIES):
-            try:
-                outcomes = await self._write_batch([p.item for p in batch])
-            except Exception as exc:
-                if is_unique_violation(exc) and attempt + 1 < _MAX_BATCH_RETRIES:
-                    # Another writer stored one of our event ids in another stream (or,
-                    # after a lock-key collision, the same version) between our check
-                    # and our insert. Nothing of this batch was stored: run it again,
-                    # and the check now sees the other row and fails only that append.
-                    continue
-                raise translate(exc) or exc
+        try:
+            outcomes = await self._write_with_retries([p.item for p in batch], 2)
+        except _UniqueViolationAgain:
+            # The batch collides with itself: two of its appends carry the same event id (to
+            # two streams, so the stream rule let them share a batch). The database refuses the
+            # whole statement, so write the appends one by one: the first wins, the rules then
+            # fail the other, and no innocent append in the batch is failed with them.
+            for pending in batch:
+                try:
+                    outcome: object = (await self._write_with_retries([pending.item], _MAX_BATCH_RETRIES))[0]
+                except Exception as exc:
+                    outcome = exc
+                _settle(pending.future, outcome)
+        else:
             for pending, outcome in zip(batch, outcomes):
                 _settle(pending.future, outcome)
-            self._notifier.poke()
-            return
+        # Subscribers in this process wake at once; the NOTIFY (a round trip later) is for
+        # the other processes. Waking a subscriber early is always safe: it only reads.
+        self._listener.wake()
+        self._notifier.poke()
+
+    async def _write_with_retries(self, groups: list[Group], attempts: int) -> list[object]:
+        for attempt in range(attempts):
+            try:
+                return await self._write_batch(groups)
+            except Exception as exc:
+                if not is_unique_violation(exc):
+                    raise translate(exc) or exc
+                # Another writer stored one of our event ids in another stream (or, after a
+                # lock-key collision, the same version) between our check and our insert.
+                # Nothing of this batch was stored: run it again, and the check now sees the
+                # other row and fails only that append.
+                if attempt + 1 == attempts:
+                    if len(groups) > 1:
+                        raise _UniqueViolationAgain() from exc
+                    raise translate(exc) or exc
+        raise AssertionError("unreachable: attempts must be at least 1")
 
     async def _write_batch(self, groups: list[Group]) -> list[object]:
         args = _append_args(groups, self._settings.test_commit_jitter_s)
@@ -288,18 +310,27 @@ def _append_args(groups: list[Group], jitter_s: float) -> list[Any]:
             numbers, ids, types, data, meta, jitter_s]
 
 
+class _UniqueViolationAgain(Exception):
+    """A batch kept hitting a unique violation: it may collide with itself."""
+
+
 def _outcomes(groups: list[Group], rows: list[asyncpg.Record]) -> list[object]:
     """Results for written groups; the pure rules' verdict for the others."""
+    # Columns by index (append_no, current_version, event_id, stored_stream, stored_version,
+    # event_position, inserted): this runs for every stored event.
+    inserted = {row[2]: (row[4], row[5]) for row in rows if row[6]}
+    if len(inserted) == sum(len(a.events) for group in groups for a in group):
+        # Every event was stored, so every group was written: the usual case, no rules needed.
+        return [[_written(a, inserted) for a in group] for group in groups]
     current: dict[int, int] = {}
     stored: dict[uuid.UUID, StoredId] = {}
-    inserted: dict[uuid.UUID, tuple[int, int]] = {}
     for row in rows:
-        if row["inserted"]:
-            inserted[row["event_id"]] = (row["stored_version"], row["event_position"])
-        elif row["event_id"] is None:
-            current[row["append_no"]] = row["current_version"]
+        if row[6]:
+            continue
+        if row[2] is None:
+            current[row[0]] = row[1]
         else:
-            stored[row["event_id"]] = StoredId(row["stored_stream"], row["stored_version"], row["event_position"])
+            stored[row[2]] = StoredId(row[3], row[4], row[5])
     outcomes: list[object] = []
     number = 0
     for group in groups:
@@ -325,7 +356,7 @@ def _written(append: PreparedAppend, inserted: dict[uuid.UUID, tuple[int, int]])
 def _settle(future: asyncio.Future[list[AppendResult]], outcome: object) -> None:
     if future.done():  # the caller gave up waiting; its events are stored all the same
         return
-    if isinstance(outcome, (ConcurrencyError, DuplicateEventError)):
+    if isinstance(outcome, Exception):
         future.set_exception(outcome)
     else:
         assert isinstance(outcome, list)
@@ -407,6 +438,9 @@ class _Listener:
                 self._conn = conn
 
     def _on_notify(self, *_: object) -> None:
+        self._event.set()
+
+    def wake(self) -> None:
         self._event.set()
 
     async def close(self) -> None:

@@ -230,6 +230,19 @@ async def test_one_callers_conflict_does_not_fail_another(store: Any) -> None:
     assert await log_size(store) == 31
 
 
+async def test_one_id_sent_to_two_streams_at_once_fails_only_one(store: Any) -> None:
+    """Both appends may land in one batch, where the database refuses the batch as a whole:
+    the innocent appends beside them must still be stored."""
+    shared = uuid.uuid4()
+    twins = [store.append(f"contact-default:twin{i}", [NewEvent("E", {}, event_id=shared)], NO_STREAM)
+             for i in range(2)]
+    fine = [store.append(f"contact-default:g{i}", [ev()], NO_STREAM) for i in range(10)]
+    outcomes = await asyncio.gather(*twins, *fine, return_exceptions=True)
+    assert sorted(type(o).__name__ for o in outcomes[:2]) == ["AppendResult", "DuplicateEventError"]
+    assert all(not isinstance(o, Exception) for o in outcomes[2:])
+    assert await log_size(store) == 11
+
+
 async def test_checkpoints(store: Any) -> None:
     assert await store.load_checkpoint("s") == LOG_START
     await store.append(S1, [ev()], ANY)
