@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--rate", type=float, default=4000.0,
                        help="ingest: events/s offered in the open-loop (latency) phase")
     bench.add_argument("--profile", metavar="FILE", default=None,
-                       help="ingest: run the server under cProfile and write its stats to FILE")
+                       help="ingest, route: run the server under cProfile and write its stats to FILE "
+                            "(route: the end-to-end server only)")
     bench.add_argument("--agents", type=int, default=300,
                        help="route: simulated agents (desk websockets) of the end-to-end runs")
     bench.add_argument("--offer-rate", type=float, default=150.0,

@@ -144,32 +144,58 @@ _CHANNEL_ONLY = {ch: ContactFacts(contact_id="-", channel=ch) for ch in Channel}
 # -- offers ---------------------------------------------------------------------------------
 
 
-def next_offers(state: RouterState, now_s: float, limit: int = 1000) -> list[Decision]:
+def next_offers(state: RouterState, now_s: float, limit: int = 1000,
+                placing: Collection[Decision] = ()) -> list[Decision]:
     """Offer the best waiting contacts to the best free agents, one offer per contact.
 
     Contacts are taken by priority (with aging), then by time waited; each gets the
     best eligible free agent by its policy's strategy. An agent freed by anything gets
     the best contact it can serve, because every waiting contact is considered here.
+
+    `placing` are placements decided in this round and not yet stored: their contacts
+    compete with the waiting ones as they will be once placed, and an offer to one of
+    them comes back merged with its placement (one atomic append from arrival to offer,
+    instead of a placement round trip and then an offer round trip).
     """
     decisions: dict[str, list[Decision]] = {}
     taken: Counter[str] = Counter()
     open_channels = {ch for ch, free in state.available.items() if free}
     if not open_channels:
         return []  # nobody is free: nothing to sort (contacts may wait by the thousand)
-    candidates = [c for c in state.waiting() if c.facts is not None and c.facts.channel in open_channels]
-    waiting = sorted(candidates, key=lambda c: (-priority_of(c, now_s), c.queued_at_s, c.contact_id))
-    for contact in waiting:
+    placed = {p.contact_id: p for p in placing
+              if p.contact_id is not None and p.kind == "place" and _offerable_once_placed(state, p)}
+    previews = [state.preview(state.contacts[cid], p.parts[0].events) for cid, p in placed.items()]
+    # A contact placed again (its intent changed while it waited) competes as placed now.
+    queued = [c for c in state.waiting() if c.contact_id not in placed]
+    candidates = [c for c in [*queued, *previews] if c.facts is not None and c.facts.channel in open_channels]
+    for contact in sorted(candidates, key=lambda c: (-priority_of(c, now_s), c.queued_at_s, c.contact_id)):
         assert contact.facts is not None
         choice = pick_agent(state, contact, now_s, taken)
         if choice is not None:
             snap, considered = choice
             taken[snap.agent_id] += 1
-            decisions.setdefault(snap.agent_id, []).append(offer(state, contact, snap, now_s, considered))
+            made = offer(state, contact, snap, now_s, considered)
+            if contact.contact_id in placed:  # the placement's events come first on its stream
+                made = merge("offer", (placed[contact.contact_id], made))
+            decisions.setdefault(snap.agent_id, []).append(made)
             if sum(taken.values()) >= limit:
                 break
     # Offers to one agent in one round share the agent stream's version: they go in one
     # atomic append, so they land together or not at all.
     return [merge("offer", group) if len(group) > 1 else group[0] for group in decisions.values()]
+
+
+def _offerable_once_placed(state: RouterState, placement: Decision) -> bool:
+    """A placement of a contact not yet offered, that only queues it (a contact nobody on
+    the roster can serve is not worth looking at twice)."""
+    contact = state.contacts.get(placement.contact_id or "")
+    return (contact is not None and contact.offer is None and len(placement.parts) == 1
+            and all(type_ == ev.CONTACT_QUEUED for type_, _ in placement.parts[0].events))
+
+
+def contacts_in(decision: Decision) -> set[str]:
+    """The contacts whose streams a decision writes or checks."""
+    return {part.stream_id.split(":", 1)[1] for part in decision.parts if part.stream_id.startswith("contact-")}
 
 
 def offered(decision: Decision) -> dict[str, str]:

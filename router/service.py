@@ -27,7 +27,7 @@ from policies.engine import CompiledPolicy
 
 from . import events as ev
 from .commands import reactions
-from .decide import Decision, next_offers, place
+from .decide import Decision, contacts_in, next_offers, place
 from .scheduler import TimerScheduler
 from .state import NEW, WAITING, RouterState
 from .timers import Timer, TimerSettings, fire, timers_for_agent, timers_for_contact
@@ -181,20 +181,29 @@ class RouterService:
         now_s = self._clock()
         started = time.perf_counter()
         touched, self._pending_contacts = self._pending_contacts, set()
-        first: list[Decision] = []
+        placements: list[Decision] = []
+        reacting: list[Decision] = []
         policy = self._policy()
         for contact_id in touched:
             contact = self.state.contacts.get(contact_id)
             if contact is None:
                 continue
             if contact.facts is not None and (contact.status == NEW or contact.replan):
-                first.append(place(self.state, contact, policy, now_s))
-            first.extend(reactions(self.state, contact, now_s))
-        await self._submit_all(first)
-        offers = next_offers(self.state, now_s)
+                placements.append(place(self.state, contact, policy, now_s))
+            reacting.extend(reactions(self.state, contact, now_s))
+        # Reactions free agents or withdraw offers: they land first, so that the offers below
+        # see the agents they free.
+        await self._submit_all(reacting)
+        # A contact placed now and offered now goes out as one atomic append (placement then
+        # offer on its stream); placements without an offer go alone, and contacts already
+        # waiting get their offers in the same gather. Every part names the version it was
+        # decided on, so nothing here can overfill an agent, whatever lands first.
+        offers = next_offers(self.state, now_s, placing=placements)
+        offered_now = {cid for decision in offers for cid in contacts_in(decision)}
+        alone = [p for p in placements if p.contact_id not in offered_now]
         self.decision_seconds.append(time.perf_counter() - started)
         del self.decision_seconds[:-1000]
-        await self._submit_all(offers)
+        await self._submit_all([*alone, *offers])
 
     async def _submit_all(self, decisions: Sequence[Decision]) -> None:
         if decisions:
@@ -227,8 +236,11 @@ class RouterService:
         except (ConcurrencyError, DuplicateEventError) as exc:
             self.decisions_stale += 1
             log.debug("decision %s was stale: %s", decision.kind, exc)
+            # Decide every contact it touched again on the fresh state (a merged decision may
+            # hold the placements of several).
+            self._pending_contacts.update(contacts_in(decision))
             if decision.contact_id is not None:
-                self._pending_contacts.add(decision.contact_id)  # decide it again on the fresh state
+                self._pending_contacts.add(decision.contact_id)
             if isinstance(exc, ConcurrencyError) and exc.stream_id == self._leader_stream:
                 log.warning("a newer leader was elected; this instance stops deciding")
                 await self.on_lost()

@@ -12,8 +12,9 @@ level) let a decision look at a handful of agents instead of all.
 
 from __future__ import annotations
 
+import copy
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -275,6 +276,20 @@ class RouterState:
     def waiting(self) -> list[ContactState]:
         return [self.contacts[k] for k in self.waiting_ids]
 
+    def preview(self, contact: ContactState, events: Iterable[tuple[str, Data]]) -> ContactState:
+        """The contact as it will be once `events` (a placement not yet stored) are: a copy,
+        so that an offer can be decided in the same atomic append as the placement. The
+        state itself is not touched; only events that change nothing but the contact may be
+        previewed."""
+        shadow = copy.copy(contact)
+        shadow.tried, shadow.deadlines_done = set(contact.tried), set(contact.deadlines_done)
+        for type_, data in events:
+            if type_ not in _PREVIEWABLE:
+                raise ValueError(f"{type_} cannot be previewed: its handler changes more than the contact")
+            shadow.version += 1
+            _CONTACT_HANDLERS[type_](self, shadow, data)
+        return shadow
+
     def forget_done(self, keep: Callable[[ContactState], bool]) -> int:
         """Drop finished contacts from memory (the log keeps them); returns how many."""
         done = [k for k, c in self.contacts.items() if c.status in (DONE, UNROUTABLE) and not keep(c)]
@@ -426,5 +441,8 @@ _CONTACT_HANDLERS: dict[str, Callable[[RouterState, ContactState, Data], None]] 
     ev.CALLBACK_SCHEDULED: _callback_scheduled,
     ev.CALLBACK_DUE: _callback_due,
 }
+
+# Handlers that change only the contact they are given (see RouterState.preview).
+_PREVIEWABLE: frozenset[str] = frozenset({ev.CONTACT_QUEUED})
 
 from .agentstate import AGENT_HANDLERS as _AGENT_HANDLERS  # noqa: E402  (handlers need the classes above)

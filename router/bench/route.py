@@ -157,10 +157,10 @@ def _load(server: Server, dsn: str, job: dict[str, Any]) -> dict[str, Any]:
 
 
 def end_to_end(seconds: float, runs: int, agents: int, rate_per_s: float, in_flight: int,
-               talk_ms: float) -> dict[str, Any]:
+               talk_ms: float, profile_path: str | None = None) -> dict[str, Any]:
     progress(f"end to end: {agents} agents, {runs} runs of {seconds:g} s at most {in_flight} contacts in progress, "
              f"then arrival->offer at {rate_per_s:g} contacts/s and at half the end-to-end rate; medians")
-    with scratch_database("BENCH_DATABASE_URL") as dsn, running_server(dsn) as server:
+    with scratch_database("BENCH_DATABASE_URL") as dsn, running_server(dsn, profile_path=profile_path) as server:
         out = _load(server, dsn, {"mode": "route", "agents": agents, "seconds": seconds, "runs": runs,
                                   "rate_per_s": rate_per_s, "in_flight": in_flight, "talk_ms": talk_ms})
     med = statistics.median
@@ -215,12 +215,12 @@ def memory(agents: int = 10_000) -> dict[str, Any]:
 
 
 def run(*, seconds: float, runs: int, agents: int = 300, rate_per_s: float = 150.0, in_flight: int = 0,
-        talk_ms: float = 50.0, memory_agents: int = 10_000) -> dict[str, Any]:
+        talk_ms: float = 50.0, memory_agents: int = 10_000, profile_path: str | None = None) -> dict[str, Any]:
     raise_nofile()  # the server, started from here, inherits the raised limit
     figures: dict[str, Any] = {"route_loadavg_1m_at_start": os.getloadavg()[0]}
     progress(f"routing decisions in process: {runs} runs, medians")
     figures.update(decision_figures(seconds, runs))
-    figures.update(end_to_end(seconds, runs, agents, rate_per_s, in_flight or agents, talk_ms))
+    figures.update(end_to_end(seconds, runs, agents, rate_per_s, in_flight or agents, talk_ms, profile_path))
     figures.update(memory(memory_agents))
     figures["route_loadavg_1m_at_end"] = os.getloadavg()[0]  # other work on the machine skews the figures
     return figures

@@ -35,7 +35,8 @@ def run_bench(suite: str, *, as_json: bool, seconds: float, runs: int, connectio
         from . import route
 
         # Scratch databases of its own (one for the end-to-end runs, a fresh one for memory).
-        figures.update(route.run(seconds=seconds, runs=runs, agents=agents, rate_per_s=offer_rate))
+        figures.update(route.run(seconds=seconds, runs=runs, agents=agents, rate_per_s=offer_rate,
+                                 profile_path=profile))
     figures["machine"] = machine()
     report(f"contact-router bench {suite}", figures, as_json)
     return 0

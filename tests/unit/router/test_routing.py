@@ -67,6 +67,40 @@ def test_the_most_urgent_contact_goes_first() -> None:
     assert offers(log) == {"fraud": "a1"}
 
 
+def test_a_new_contact_is_placed_and_offered_in_one_atomic_decision() -> None:
+    log = Log()
+    log.agent("a1", skills={"general": 3, "fraud": 4})
+    log.contact("c1", intent=Intent.FRAUD)
+    placement = place(log.state, log.state.contacts["c1"], POLICY, NOW)
+    [decision] = next_offers(log.state, NOW, placing=[placement])
+    contact_part = next(p for p in decision.parts if p.stream_id == "contact-default:c1")
+    assert contact_part.expected_version == 1  # the version placement was decided on
+    assert [t for t, _ in contact_part.events] == [ev.CONTACT_QUEUED, ev.OFFER_MADE]
+    assert log.state.contacts["c1"].version == 1 and log.state.contacts["c1"].plan is None  # untouched
+    log.commit(decision)
+    contact = log.state.contacts["c1"]
+    assert (contact.status, contact.queue_id, contact.offer.agent_id) == (OFFERED, "urgent", "a1")
+
+
+def test_a_new_contact_does_not_jump_the_queue_it_is_placed_in() -> None:
+    log = Log()
+    log.agent("a1", skills={"general": 3, "fraud": 4})
+    placed(log, "fraud", intent=Intent.FRAUD)  # waiting already, and more urgent
+    log.contact("mass")
+    placement = place(log.state, log.state.contacts["mass"], POLICY, NOW)
+    made = next_offers(log.state, NOW, placing=[placement])
+    assert [offered(d) for d in made] == [{"fraud": "a1"}]
+    assert all("contact-default:mass" not in {p.stream_id for p in d.parts} for d in made)
+
+
+def test_a_placement_nobody_could_serve_is_not_offered_with_it() -> None:
+    log = Log()
+    log.agent("a1")
+    log.contact("c1", channel=Channel.VIDEO, needs=frozenset({Need.DEAF}), sign_language="csl")
+    placement = place(log.state, log.state.contacts["c1"], POLICY, NOW)
+    assert next_offers(log.state, NOW, placing=[placement]) == []
+
+
 def test_ineligible_agents_are_skipped_with_reasons() -> None:
     log = Log()
     log.agent("no-fraud", skills={"general": 5}, at_s=NOW - 900)
