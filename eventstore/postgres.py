@@ -90,6 +90,24 @@ SELECT {_COLUMNS} FROM events
 # Committed rows that the horizon still holds back: an older transaction is running.
 _BLOCKED = "SELECT EXISTS (SELECT 1 FROM events WHERE tx_id >= (SELECT pg_snapshot_xmin(pg_current_snapshot())))"
 
+# A subscriber's read: the next rows below the horizon and, in the same round trip, whether
+# committed rows wait behind it (one snapshot for both, so the answer fits the rows). At
+# least one row comes back: with no events, a row of NULLs carries the flag.
+_READ_WINDOW = """
+WITH h AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
+r AS (
+    SELECT {columns} FROM events
+     WHERE {category}(tx_id, position) > ($1::xid8, $2::bigint) AND tx_id < (SELECT xmin FROM h)
+     ORDER BY tx_id, position
+     LIMIT $3
+)
+SELECT r.*, EXISTS (SELECT 1 FROM events WHERE tx_id >= (SELECT xmin FROM h)) AS blocked
+  FROM (SELECT 1) AS one LEFT JOIN r ON true
+ ORDER BY r.tx_id, r.position
+"""
+_READ_LOG_WINDOW = _READ_WINDOW.format(columns=_COLUMNS, category="")
+_READ_CATEGORY_WINDOW = _READ_WINDOW.format(columns=_COLUMNS, category="category = $4 AND ")
+
 
 # Why sequential scans are off on the store's connections: asyncpg prepares every query,
 # and after five runs PostgreSQL keeps a generic plan for the life of the connection. A
@@ -255,6 +273,19 @@ class PostgresEventStore:
         async with translated():
             rows = await self._pool.fetch(sql, *args)
         return [_recorded(r) for r in rows]
+
+    async def read_log_window(
+        self, after: LogCursor, limit: int = 1000, category: str | None = None
+    ) -> tuple[list[RecordedEvent], bool]:
+        """`read_log`, and whether committed events wait behind an older running transaction
+        (`blocked_by_horizon`), in one round trip: a subscriber asks both on every wake-up."""
+        args: list[Any] = [after.tx_id, after.position, limit]
+        sql = _READ_LOG_WINDOW
+        if category is not None:
+            sql, args = _READ_CATEGORY_WINDOW, [*args, category]
+        async with translated():
+            rows = await self._pool.fetch(sql, *args)
+        return [_recorded(r) for r in rows if r["event_id"] is not None], bool(rows[0]["blocked"])
 
     async def blocked_by_horizon(self) -> bool:
         """True when committed events wait behind a still-running older transaction."""

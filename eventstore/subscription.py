@@ -47,6 +47,7 @@ class Subscription:
         self._save_checkpoints = save_checkpoints
         self._retry_s = 1.0
         self.cursor = LogCursor()
+        self._blocked = False  # the last read found committed events held back by the horizon
         self._stopping = asyncio.Event()
 
     async def catch_up(self) -> int:
@@ -85,7 +86,7 @@ class Subscription:
                 continue
             if count == self._batch_size:
                 continue
-            if count == 0 and await self._blocked():
+            if count == 0 and self._blocked:
                 # An older transaction is still running; the rows behind it are committed and
                 # become readable when it ends. If it is an append, its commit sends a
                 # notification, so wait for one; if not (any other write in the cluster holds
@@ -98,7 +99,11 @@ class Subscription:
                 await self._wait(self._poll_interval_s)
 
     async def _step(self) -> int:
-        events = await self.store.read_log(self.cursor, self._batch_size, self._category)
+        window = getattr(self.store, "read_log_window", None)
+        if window is not None:  # the rows and the horizon's state in one round trip
+            events, self._blocked = await window(self.cursor, self._batch_size, self._category)
+        else:
+            events, self._blocked = await self.store.read_log(self.cursor, self._batch_size, self._category), False
         if not events:
             return 0
         await self._handler(events)
@@ -122,13 +127,6 @@ class Subscription:
             await asyncio.wait_for(self._stopping.wait(), delay_s)
         except TimeoutError:
             pass
-
-    async def _blocked(self) -> bool:
-        probe = getattr(self.store, "blocked_by_horizon", None)
-        try:
-            return bool(await probe()) if probe is not None else False
-        except StoreUnavailableError:
-            return False
 
     def stop(self) -> None:
         self._stopping.set()

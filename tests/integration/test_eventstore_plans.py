@@ -45,6 +45,8 @@ async def exercise(store: PostgresEventStore, rounds: int) -> None:
         await store.read_log(LogCursor(), 10)
         await store.read_log(LogCursor(), 10, category="contact")
         await store.blocked_by_horizon()
+        await store.read_log_window(LogCursor(), 10)
+        await store.read_log_window(LogCursor(), 10, category="contact")
         await store.save_checkpoint("plans", LogCursor(1, i))
         await store.load_checkpoint("plans")
 

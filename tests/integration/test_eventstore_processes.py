@@ -76,12 +76,16 @@ async def test_reader_waits_behind_an_uncommitted_older_transaction(pg_store: Po
         assert fast.positions[0] > slow_position
         assert await pg_store.read_log(LOG_START) == []
         assert await pg_store.blocked_by_horizon()
+        assert await pg_store.read_log_window(LOG_START) == ([], True)
         await tx.commit()
     finally:
         await slow.close()
     log = await pg_store.read_log(LOG_START)
     assert [e.type for e in log] == ["Slow", "Fast"]
     assert not await pg_store.blocked_by_horizon()
+    window, blocked = await pg_store.read_log_window(LOG_START)
+    assert (window, blocked) == (log, False)
+    assert await pg_store.read_log_window(log[0].cursor, category="contact") == ([log[1]], False)
 
 
 async def test_conflicting_writers_in_separate_processes(pg_store: PostgresEventStore, database_url: str) -> None:
