@@ -266,12 +266,7 @@ class PostgresEventStore:
     async def read_log(
         self, after: LogCursor, limit: int = 1000, category: str | None = None
     ) -> list[RecordedEvent]:
-        args: list[Any] = [after.tx_id, after.position, limit]
-        sql = _READ_LOG
-        if category is not None:
-            sql, args = _READ_CATEGORY, [*args, category]
-        async with translated():
-            rows = await self._pool.fetch(sql, *args)
+        rows = await self._fetch_log((_READ_LOG, _READ_CATEGORY), after, limit, category)
         return [_recorded(r) for r in rows]
 
     async def read_log_window(
@@ -279,13 +274,18 @@ class PostgresEventStore:
     ) -> tuple[list[RecordedEvent], bool]:
         """`read_log`, and whether committed events wait behind an older running transaction
         (`blocked_by_horizon`), in one round trip: a subscriber asks both on every wake-up."""
-        args: list[Any] = [after.tx_id, after.position, limit]
-        sql = _READ_LOG_WINDOW
-        if category is not None:
-            sql, args = _READ_CATEGORY_WINDOW, [*args, category]
-        async with translated():
-            rows = await self._pool.fetch(sql, *args)
+        rows = await self._fetch_log((_READ_LOG_WINDOW, _READ_CATEGORY_WINDOW), after, limit, category)
         return [_recorded(r) for r in rows if r["event_id"] is not None], bool(rows[0]["blocked"])
+
+    async def _fetch_log(self, queries: tuple[str, str], after: LogCursor, limit: int,
+                         category: str | None) -> list[asyncpg.Record]:
+        """Run the whole-log query, or the one-category query (`queries`, in that order)."""
+        args: list[Any] = [after.tx_id, after.position, limit]
+        sql = queries[0]
+        if category is not None:
+            sql, args = queries[1], [*args, category]
+        async with translated():
+            return list(await self._pool.fetch(sql, *args))
 
     async def blocked_by_horizon(self) -> bool:
         """True when committed events wait behind a still-running older transaction."""
