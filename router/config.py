@@ -22,6 +22,7 @@ class Settings:
     gateway_secrets_file: Path | None = None
     domain: str = "default"
     log_level: str = "INFO"
+    event_loop: str = "uvloop"  # or "asyncio" (the standard library's loop)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -32,6 +33,7 @@ class Settings:
             "admin_token": env.get("ROUTER_ADMIN_TOKEN") or None,
             "gateway_secrets_file": Path(env["ROUTER_GATEWAY_SECRETS"]) if env.get("ROUTER_GATEWAY_SECRETS") else None,
             "log_level": env.get("ROUTER_LOG_LEVEL", "INFO"),
+            "event_loop": env.get("ROUTER_EVENT_LOOP", "uvloop"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import signal
 from contextlib import contextmanager
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from aiohttp import web
 
@@ -53,10 +53,27 @@ def serve(settings: Settings, *, demo: bool, workers: int = 1) -> int:
               f"admin token ({kept}): {credentials.admin_token}", flush=True)
         children = _spawn_workers(settings, dsn, workers - 1)
         try:
-            asyncio.run(_run(app, settings, reuse_port=workers > 1))
+            with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
+                runner.run(_run(app, settings, reuse_port=workers > 1))
         finally:
             _stop_workers(children)
     return 0
+
+
+def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop by default: the same asyncio API, with sockets, timers and callbacks in C
+    (measured: less CPU per request and per websocket frame). ROUTER_EVENT_LOOP=asyncio
+    selects the standard library's loop."""
+    if name == "asyncio":
+        return None
+    if name != "uvloop":
+        raise SystemExit(f"ROUTER_EVENT_LOOP must be 'uvloop' or 'asyncio', not {name!r}")
+    try:
+        import uvloop
+    except ImportError:  # e.g. a platform uvloop has no build for
+        log.warning("uvloop is not installed; using the standard asyncio event loop")
+        return None
+    return uvloop.new_event_loop
 
 
 def _spawn_workers(settings: Settings, dsn: str, count: int) -> list[subprocess.Popen[bytes]]:

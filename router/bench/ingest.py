@@ -47,7 +47,7 @@ from channels.native import example_events
 from channels.security import signed_headers
 from policies.vocabulary import Channel
 
-from . import progress
+from . import progress, run_async
 
 GATEWAYS = ("phone", "webchat", "video", "app")
 CUSTOMERS = 5000
@@ -358,9 +358,9 @@ def load_main() -> None:
         count = int(job["seconds"] * job["rate"]) + 1
     requests = http_requests(workload, count, job["port"], job["secrets"])
     if job["mode"] == "closed":
-        result = asyncio.run(closed_loop(job["port"], requests, job["connections"], job["seconds"]))
+        result = run_async(closed_loop(job["port"], requests, job["connections"], job["seconds"]))
     else:
-        result = asyncio.run(open_loop(job["port"], requests, job["rate"], job["seconds"], job["connections"]))
+        result = run_async(open_loop(job["port"], requests, job["rate"], job["seconds"], job["connections"]))
     print(json.dumps(result.to_data()))
 
 

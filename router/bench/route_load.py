@@ -34,7 +34,7 @@ import aiohttp
 import asyncpg
 import psutil
 
-from . import progress
+from . import progress, run_async
 from .route_sim import SKILLS, Simulation, raise_nofile
 
 
@@ -243,6 +243,6 @@ async def main(job: dict[str, Any]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    result = asyncio.run(main(json.load(sys.stdin)))
+    result = run_async(main(json.load(sys.stdin)))
     print(json.dumps(result), flush=True)
     os._exit(0)  # closing 10,000 desks one handshake at a time takes minutes; exiting takes none

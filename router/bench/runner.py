@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 
 from router.devdb import scratch_database
 from router.migrate import upgrade
 
-from . import machine, progress, report
+from . import machine, progress, report, run_async
 
 
 def run_bench(suite: str, *, as_json: bool, seconds: float, runs: int, connections: int = 128,
@@ -21,7 +20,7 @@ def run_bench(suite: str, *, as_json: bool, seconds: float, runs: int, connectio
         # A scratch database (BENCH_DATABASE_URL, else a throwaway one): never the live one.
         with scratch_database("BENCH_DATABASE_URL") as dsn:
             upgrade(dsn)
-            figures.update(asyncio.run(eventstore.run(dsn, seconds, runs)))
+            figures.update(run_async(eventstore.run(dsn, seconds, runs)))
     if suite in ("ingest", "all"):
         from . import ingest
 
