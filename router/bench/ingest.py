@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from channels.native import example_events
 from channels.security import signed_headers
@@ -185,8 +185,8 @@ class Connection(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport, though not always an asyncio.Transport subclass (uvloop's is not).
+        self._transport = cast(asyncio.Transport, transport)
 
     def send(self, request: bytes, done: Done) -> None:
         assert self._transport is not None and self._done is None
