@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -37,6 +38,7 @@ class Subscription:
         batch_size: int = 500,
         poll_interval_s: float = 0.5,
         save_checkpoints: bool = True,
+        checkpoint_every_s: float = 0.1,
     ) -> None:
         self.store = store
         self.name = name
@@ -45,6 +47,13 @@ class Subscription:
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
         self._save_checkpoints = save_checkpoints
+        # A write transaction per delivered batch cost the writers ~15% of their events/s and
+        # doubled the median lag under load (measured, bench eventstore); saving at most this
+        # often only widens what a crash may deliver again (at least once, as before). A
+        # stop() and the end of catch_up() always save.
+        self._checkpoint_every_s = checkpoint_every_s
+        self._saved = LogCursor()
+        self._saved_at = 0.0
         self._retry_s = 1.0
         self.cursor = LogCursor()
         self._blocked = False  # the last read found committed events held back by the horizon
@@ -52,10 +61,11 @@ class Subscription:
 
     async def catch_up(self) -> int:
         """Deliver everything readable now; return how many events were delivered."""
-        self.cursor = await self.store.load_checkpoint(self.name)
+        self.cursor = self._saved = await self.store.load_checkpoint(self.name)
         delivered = 0
         while (count := await self._step()) > 0:
             delivered += count
+        await self._checkpoint(force=True)
         return delivered
 
     async def catch_up_from_start(self) -> int:
@@ -69,7 +79,7 @@ class Subscription:
 
     async def run(self) -> None:
         """Catch up from the saved checkpoint, then follow the log until stop() is called."""
-        self.cursor = await self.store.load_checkpoint(self.name)
+        self.cursor = self._saved = await self.store.load_checkpoint(self.name)
         await self.run_from_cursor()
 
     async def run_from_cursor(self) -> None:
@@ -96,7 +106,15 @@ class Subscription:
                 continue
             backoff_s = 0.001
             if count == 0:
+                await self._save_quietly(force=False)  # idle: a good moment for a due checkpoint
                 await self._wait(self._poll_interval_s)
+        await self._save_quietly(force=True)
+
+    async def _save_quietly(self, *, force: bool) -> None:
+        try:
+            await self._checkpoint(force=force)
+        except StoreUnavailableError as exc:  # the next save carries it; at worst a batch comes again
+            log.warning("subscription %s could not save its checkpoint: %s", self.name, exc.message)
 
     async def _step(self) -> int:
         window = getattr(self.store, "read_log_window", None)
@@ -108,9 +126,16 @@ class Subscription:
             return 0
         await self._handler(events)
         self.cursor = events[-1].cursor
-        if self._save_checkpoints:
-            await self.store.save_checkpoint(self.name, self.cursor)
+        await self._checkpoint(force=False)
         return len(events)
+
+    async def _checkpoint(self, *, force: bool) -> None:
+        if not self._save_checkpoints or self.cursor == self._saved:
+            return
+        now = time.monotonic()
+        if force or now - self._saved_at >= self._checkpoint_every_s:
+            await self.store.save_checkpoint(self.name, self.cursor)
+            self._saved, self._saved_at = self.cursor, now
 
     async def _wait(self, timeout_s: float) -> None:
         waiter = asyncio.ensure_future(self.store.wait_for_append(timeout_s))
