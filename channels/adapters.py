@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -89,14 +89,15 @@ def customer_key(native: NativeEvent, contact: ContactView | None) -> CustomerKe
     known = CustomerKey(contact.customer_id, contact.caller_number) if contact else CustomerKey()
     if isinstance(native, PhoneCallStarted):
         return CustomerKey(known.customer_id, native.caller.number)
+    # Built directly, not with dataclasses.replace: this runs for every gateway event.
     if isinstance(native, PhoneIvrCompleted) and native.ivr.verified_customer_id:
-        return replace(known, customer_id=native.ivr.verified_customer_id)
+        return CustomerKey(native.ivr.verified_customer_id, known.phone_number)
     if isinstance(native, WebchatSessionStarted) and native.visitor.customer_id:
-        return replace(known, customer_id=native.visitor.customer_id)
+        return CustomerKey(native.visitor.customer_id, known.phone_number)
     if isinstance(native, AppConversationOpened):
-        return replace(known, customer_id=native.user.user_id)
+        return CustomerKey(native.user.user_id, known.phone_number)
     if isinstance(native, VideoRequested) and native.customer_id:
-        return replace(known, customer_id=native.customer_id)
+        return CustomerKey(native.customer_id, known.phone_number)
     return known
 
 

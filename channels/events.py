@@ -47,11 +47,20 @@ def contact_event_id(channel: Channel, gateway_event_id: str, index: int, *, dom
 
 
 def _uuid5(namespace: uuid.UUID, name: str) -> uuid.UUID:
-    """uuid.uuid5, equal result, about twice as fast (it is on the ingest path)."""
-    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    return uuid.UUID(bytes=bytes(digest))
+    """uuid.uuid5, equal result, almost twice as fast (it is on the ingest path): the
+    namespace's bytes are computed once, and the version and variant bits set on an int."""
+    digest = hashlib.sha1(_namespace_bytes(namespace) + name.encode()).digest()
+    return uuid.UUID(int=int.from_bytes(digest[:16], "big") & _VERSION_MASK | _VERSION_5_RFC_4122)
+
+
+@functools.lru_cache(maxsize=8)
+def _namespace_bytes(namespace: uuid.UUID) -> bytes:
+    return namespace.bytes  # a property that converts the int on every call
+
+
+# As `uuid.UUID(..., version=5)` sets them: version 5 in bits 76-79, RFC 4122 variant in bits 62-63.
+_VERSION_MASK: Final = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_VERSION_5_RFC_4122: Final = (0x5000 << 64) | (0x8000 << 48)
 
 
 @functools.lru_cache(maxsize=256)

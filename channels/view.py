@@ -14,9 +14,10 @@ abandoned (left while waiting) or ended. abandoned and ended are final.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any, Final
 
 from policies.vocabulary import Channel, ContactFacts, Intent
@@ -124,10 +125,27 @@ def evolve(view: ContactView | None, event_type: str, data: Mapping[str, Any]) -
     apply = _APPLY.get(event_type)
     if apply is None:
         connected = event_type in CONNECTED_EVENT_TYPES and base.status is ContactStatus.WAITING
-        return replace(base, version=base.version + 1, **({"status": ContactStatus.CONNECTED} if connected else {}))
-    # One replace per event: this runs for every event ingested (a 24-field replace is not cheap).
-    return replace(base, version=base.version + 1, last_event_at=_later(base.last_event_at, _at(data)),
-                   **apply(base, data))
+        return _replaced(base, {"version": base.version + 1,
+                                **({"status": ContactStatus.CONNECTED} if connected else {})})
+    changes = apply(base, data)
+    changes["version"] = base.version + 1
+    changes["last_event_at"] = _later(base.last_event_at, _at(data))
+    return _replaced(base, changes)
+
+
+_FIELD_NAMES: Final = tuple(f.name for f in fields(ContactView))
+_FIELD_INDEX: Final = {name: index for index, name in enumerate(_FIELD_NAMES)}
+_all_values: Final = attrgetter(*_FIELD_NAMES)
+
+
+def _replaced(view: ContactView, changes: Changes) -> ContactView:
+    """`dataclasses.replace(view, **changes)`, about twice as fast: this runs for every event
+    ingested, and `replace` checks and copies all 24 fields one by one in Python. Here one C
+    call reads them all, and the constructor takes them by position (in field order)."""
+    values = list(_all_values(view))
+    for name, value in changes.items():
+        values[_FIELD_INDEX[name]] = value  # an unknown name fails here, as it would in replace
+    return ContactView(*values)
 
 
 def fold(events: Iterable[tuple[str, Mapping[str, Any]]]) -> ContactView | None:

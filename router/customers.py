@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -59,6 +59,12 @@ class CustomerState:
         self.directory = CustomerDirectory()
         self._history: dict[str, dict[str, PriorContact]] = {}
         self._contact_customer: dict[str, str] = {}
+        self._also_fed: list[Callable[[Sequence[RecordedEvent]], None]] = []
+
+    def also_feed(self, consumer: Callable[[Sequence[RecordedEvent]], None]) -> None:
+        """Hand `consumer` every batch this state is fed (the ingest path's contact memo),
+        so the one follower serves it too, with no wiring outside the ingest path."""
+        self._also_fed.append(consumer)
 
     def find(self, key: CustomerKey) -> CustomerProfile | None:
         return self.directory.find(key)
@@ -72,6 +78,8 @@ class CustomerState:
                 self.directory.put(profile_from_data(event.data))
             elif event.type in ("ContactArrived", "ContactIntentChanged"):
                 self._remember(event)
+        for consume in self._also_fed:
+            consume(events)
 
     def _remember(self, event: RecordedEvent) -> None:
         data = event.data

@@ -12,11 +12,15 @@ gets the same answer and an auditor sees what the gateway sent.
 
 What this process knows of a contact (its view, its version and the answers it
 gave) is kept in a bounded memo, so the hot path appends without reading the
-stream first. The log stays the authority: every append carries the expected
-version the memo was built at, so a memo that is stale (another instance, or the
-router, appended since; a restart emptied it) makes the append fail or come back
-as a repeat, and the stream is then read and the event translated again. A
-contact this process has never seen is first tried as a new stream: most are.
+stream first. The memo also learns from the process's log follower (through
+`CustomerState`): the router appends to contact streams too (ContactQueued,
+OfferMade...), and knowing those spares the gateway's next event for the contact a
+failed append. The log stays the authority: every append carries the expected
+version the memo was built at, so a memo that is stale (another instance
+appended since, the follower is behind, a restart emptied it) makes the append
+fail or come back as a repeat; only the events after the memo's version are then
+read, and the event translated again. A contact this process has never seen is
+first tried as a new stream: most are.
 """
 
 from __future__ import annotations
@@ -24,13 +28,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from channels.adapters import Translation, customer_key, translate
-from channels.events import contact_event_id, contact_id_for, contact_stream_id
+from channels.events import CONTACT_CATEGORY, contact_event_id, contact_id_for, contact_stream_id
 from channels.native import NativeEvent, channel_of
 from channels.security import mask_phone
 from channels.view import ContactView, evolve
@@ -44,6 +48,7 @@ log = logging.getLogger(__name__)
 IGNORED = "GatewayEventIgnored"
 _MAX_ATTEMPTS = 8
 DEFAULT_MEMO_CONTACTS = 50_000
+_CONTACT_STREAM_PREFIX = f"{CONTACT_CATEGORY}-"
 
 
 class IdempotencyConflict(Exception):
@@ -77,26 +82,42 @@ class Answer:
 
 @dataclass(slots=True)
 class Known:
-    """A contact stream as far as this process knows: the view and the answers given."""
+    """A contact stream as far as this process knows: the view and the answers given.
+
+    Always exactly the stream's first `version` events: each change below applies only
+    the event right after `version`, so a Known shared by concurrent requests (and fed
+    by the log follower too) never folds an event twice or skips one.
+    """
 
     view: ContactView | None = None
     answers: dict[str, Answer] = field(default_factory=dict)
+
+    @property
+    def version(self) -> int:
+        return self.view.version if self.view is not None else 0
 
     @classmethod
     def of(cls, history: Iterable[RecordedEvent]) -> Known:
         """Built from the stream itself (the same fold as `channels.view.fold`)."""
         known = cls()
         for event in history:
-            known.view = evolve(known.view, event.type, event.data)
-            gateway_event_id = event.metadata.get("gateway_event_id")
-            if gateway_event_id is None:
-                continue
-            first = known.answers.get(gateway_event_id)
-            ignored = event.data.get("reason") if event.type == IGNORED else None
-            # The first body stays; the answer is the gateway event's last position.
-            sha = first.body_sha256 if first else event.metadata.get("body_sha256", "")
-            known.answers[gateway_event_id] = Answer(sha, event.position, ignored)
+            known.learn(event)
         return known
+
+    def copy(self) -> Known:
+        return Known(self.view, dict(self.answers))
+
+    def learn(self, event: RecordedEvent) -> None:
+        """Apply one more event of the stream (the one at `version + 1`) read from the log."""
+        self.view = evolve(self.view, event.type, event.data)
+        gateway_event_id = event.metadata.get("gateway_event_id")
+        if gateway_event_id is None:
+            return
+        first = self.answers.get(gateway_event_id)
+        ignored = event.data.get("reason") if event.type == IGNORED else None
+        # The first body stays; the answer is the gateway event's last position.
+        sha = first.body_sha256 if first else event.metadata.get("body_sha256", "")
+        self.answers[gateway_event_id] = Answer(sha, event.position, ignored)
 
     def answer(self, gateway_event_id: str, body_sha256: str, contact_id: str) -> Receipt | None:
         earlier = self.answers.get(gateway_event_id)
@@ -111,8 +132,11 @@ class Known:
 
     def appended(self, gateway_event_id: str, body_sha256: str, events: list[NewEvent],
                  result: AppendResult, ignored: str | None) -> None:
-        for event in events:
-            self.view = evolve(self.view, event.type, event.data)
+        for event, version in zip(events, result.versions):
+            # The log follower may have handed us our own events already (they were
+            # committed before this request resumed): those are in the view.
+            if version > self.version:
+                self.view = evolve(self.view, event.type, event.data)
         self.answers[gateway_event_id] = Answer(body_sha256, result.last_position, ignored)
 
 
@@ -138,6 +162,25 @@ class ContactMemo:
     def forget(self, stream_id: str) -> None:
         self._known.pop(stream_id, None)
 
+    def learn(self, events: Sequence[RecordedEvent]) -> None:
+        """Bring remembered contacts up to the log (fed by the process's log follower).
+
+        The router appends to contact streams too (ContactQueued, OfferMade...); learning
+        those here spares the gateway's next event for that contact a failed append and a
+        read. Only the event right after a Known's version is applied; anything else (our
+        own appends, already applied; a gap) is left to the expected-version check.
+        """
+        for event in events:
+            if not event.stream_id.startswith(_CONTACT_STREAM_PREFIX):
+                continue
+            known = self._known.get(event.stream_id)  # no move_to_end: this is not a use
+            if known is not None and event.version == known.version + 1:
+                try:
+                    known.learn(event)
+                except Exception:  # the follower feeds the router too: never fail it over a cache
+                    log.exception("contact memo could not apply %s of %s", event.type, event.stream_id)
+                    self.forget(event.stream_id)
+
 
 class IngestService:
     def __init__(self, store: EventStore, customers: CustomerState, *, domain: str = "default",
@@ -146,6 +189,7 @@ class IngestService:
         self._customers = customers
         self._domain = domain
         self._memo = memo if memo is not None else ContactMemo()
+        customers.also_feed(self._memo.learn)
 
     async def ingest(self, native: NativeEvent, raw_body: bytes) -> Receipt:
         channel = channel_of(native)
@@ -164,11 +208,11 @@ class IngestService:
             except (ConcurrencyError, DuplicateEventError) as exc:
                 if fresh and isinstance(exc, DuplicateEventError):
                     raise  # read just now: the ids are another stream's (a reused event_id)
-                known, fresh = await self._read(stream_id), True
+                known, fresh = await self._read(stream_id, known), True
                 continue  # another event for this contact got in first: translate again on the log
             if result.duplicate:
                 if not fresh:
-                    known, fresh = await self._read(stream_id), True
+                    known, fresh = await self._read(stream_id, known), True
                     continue  # stored before this process knew of it: the log has the first answer
                 self._memo.forget(stream_id)  # a copy raced us since the read: learn it from the log
                 return Receipt(contact_id, result.last_position, True, translation.ignored)
@@ -179,9 +223,18 @@ class IngestService:
         self._memo.forget(stream_id)
         raise ConcurrencyError(stream_id, "a stable version", -1)
 
-    async def _read(self, stream_id: str) -> Known:
+    async def _read(self, stream_id: str, known: Known) -> Known:
+        """`known` brought up to the log: only the events after its version are read.
+
+        `known` is always a prefix of the stream (see `Known`), so its tail is all that is
+        missing. The events go into a copy, taken before the read: other requests for this
+        contact (and the log follower) may hold `known` and fold the same events into it.
+        """
         self._memo.forget(stream_id)
-        return Known.of(await self._store.read_stream(stream_id))
+        caught_up = known.copy()
+        for event in await self._store.read_stream(stream_id, caught_up.version + 1):
+            caught_up.learn(event)
+        return caught_up
 
     def _translate(self, native: NativeEvent, view: ContactView | None) -> Translation:
         profile = self._customers.find(customer_key(native, view))
