@@ -26,6 +26,7 @@ import copy
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -415,6 +416,8 @@ def running_server(dsn: str, *, profile_path: str | None = None) -> Iterator[Ser
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            if os.environ.get("BENCH_KEEP_SERVER_LOG"):  # e.g. with PYTHONASYNCIODEBUG=1: slow callbacks
+                shutil.copyfile(log_path, os.environ["BENCH_KEEP_SERVER_LOG"])
 
 
 def _wait_healthy(server: Server, timeout_s: float = 90.0) -> None:

@@ -159,6 +159,7 @@ async def busy_phase(sim: Simulation, run: int, postgres: PostgresCpu) -> dict[s
         "server_cpu_ms_per_contact": 1000 * used[0] / done, "postgres_cpu_ms_per_contact": 1000 * used[2] / done,
         "load_cpu_ms_per_contact": 1000 * used[1] / done,
         "transactions_per_contact": (await transactions(job["dsn"]) - xact0) / done,
+        "stage_p50_ms": {k: statistics.median(v) for k, v in busy.stages_ms.items() if v},
     }
 
 
@@ -192,6 +193,7 @@ async def route_runs(sim: Simulation) -> list[dict[str, Any]]:
                  f"{busy['transactions_per_contact']:.1f} transactions); arrival->offer "
                  + "; ".join(f"at {lat['rate_per_s']:g}/s p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms "
                              f"({lat['offers']} offers)" for lat in (asked, half))
+                 + "; closed-loop stages p50 " + ", ".join(f"{k} {v:.0f} ms" for k, v in busy["stage_p50_ms"].items())
                  + f"; failed {sum(sum(p['failed'].values()) for p in (busy, asked, half))}, "
                  f"stuck {busy['stuck'] + asked['stuck'] + half['stuck']}")
     return results

@@ -106,8 +106,10 @@ class Gateways:
 @dataclass(slots=True)
 class Track:
     phase: str
+    launched_at: float = 0.0  # the first gateway event was sent
     arrived_at: float = 0.0  # the 202 for the arriving event
     offered_at: float = 0.0  # the first offer frame
+    assigned_at: float = 0.0  # the desk heard `assigned`
     assigned: bool = False
 
 
@@ -122,6 +124,10 @@ class Phase:
     latencies_ms: list[float] = field(default_factory=list)
     offer_before_202: int = 0
     queues: Counter[str] = field(default_factory=Counter)
+    # Where a contact's time goes, per stage (ms): gateway posts, arrival -> offer,
+    # offer -> assigned, assigned -> ended (talk time included).
+    stages_ms: dict[str, list[float]] = field(default_factory=lambda: {
+        "gateway": [], "to_offer": [], "to_assigned": [], "to_ended": []})
     done: asyncio.Event = field(default_factory=asyncio.Event)
     slots: asyncio.Semaphore | None = None
 
@@ -149,7 +155,7 @@ class Simulation:
 
     async def contact(self, phase: Phase) -> None:
         channel, contact_id, events = self.gateways.contact()
-        track = self.tracks[contact_id] = Track(phase.name)
+        track = self.tracks[contact_id] = Track(phase.name, launched_at=time.perf_counter())
         phase.launched += 1
         for event in events:
             status, answered_at = await self.gateways.post(channel, event)
@@ -163,7 +169,11 @@ class Simulation:
             phase.latencies_ms.append(0.0)
 
     def _finish(self, contact_id: str, phase: Phase, *, counted: bool) -> None:
-        self.tracks.pop(contact_id, None)
+        track = self.tracks.pop(contact_id, None)
+        if counted and track is not None and track.arrived_at and track.offered_at and track.assigned_at:
+            marks = (track.launched_at, track.arrived_at, track.offered_at, track.assigned_at, time.perf_counter())
+            for stage, start, end in zip(phase.stages_ms, marks, marks[1:]):
+                phase.stages_ms[stage].append(max(0.0, end - start) * 1000)
         if counted:
             phase.completed += 1
             if phase.window[0] <= time.perf_counter() < phase.window[1]:
@@ -215,7 +225,7 @@ class Simulation:
         track = self.tracks.get(contact_id)
         if track is None:
             return
-        track.assigned = True
+        track.assigned, track.assigned_at = True, time.perf_counter()
         self._seq += 1
         talk_s = self._rng.uniform(0.0, self.job["talk_ms"] / 1000)
         heapq.heappush(self._due, (time.perf_counter() + talk_s, self._seq, agent_id, contact_id))
