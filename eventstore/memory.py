@@ -111,6 +111,10 @@ class MemoryEventStore:
                 break
         return out
 
+    async def log_head(self) -> LogCursor:
+        self._check_open()
+        return self._log[-1].cursor if self._log else LogCursor()
+
     async def wait_for_append(self, timeout_s: float) -> None:
         try:
             await asyncio.wait_for(self._appended.wait(), timeout_s)

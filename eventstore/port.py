@@ -38,6 +38,11 @@ class EventStore(Protocol):
         """Events after the cursor in log order, never skipping one that commits later."""
         ...
 
+    async def log_head(self) -> LogCursor:
+        """The cursor of the newest committed event (LOG_START when the log is empty): a
+        subscriber past it has seen everything committed before the call."""
+        ...
+
     async def wait_for_append(self, timeout_s: float) -> None:
         """Return soon after something may have been appended, or after the timeout."""
         ...

@@ -90,6 +90,9 @@ SELECT {_COLUMNS} FROM events
 # Committed rows that the horizon still holds back: an older transaction is running.
 _BLOCKED = "SELECT EXISTS (SELECT 1 FROM events WHERE tx_id >= (SELECT pg_snapshot_xmin(pg_current_snapshot())))"
 
+# The newest committed event in log order (an index probe from the end).
+_LOG_HEAD = "SELECT tx_id, position FROM events ORDER BY tx_id DESC, position DESC LIMIT 1"
+
 # A subscriber's read: the next rows below the horizon and, in the same round trip, whether
 # committed rows wait behind it (one snapshot for both, so the answer fits the rows). At
 # least one row comes back: with no events, a row of NULLs carries the flag.
@@ -286,6 +289,11 @@ class PostgresEventStore:
             sql, args = queries[1], [*args, category]
         async with translated():
             return list(await self._pool.fetch(sql, *args))
+
+    async def log_head(self) -> LogCursor:
+        async with translated():
+            row = await self._pool.fetchrow(_LOG_HEAD)
+        return LogCursor(row["tx_id"], row["position"]) if row else LogCursor()
 
     async def blocked_by_horizon(self) -> bool:
         """True when committed events wait behind a still-running older transaction."""

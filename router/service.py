@@ -120,6 +120,18 @@ class RouterService:
         if forgotten:
             log.debug("forgot %d finished contacts", forgotten)
 
+    async def sync(self, timeout_s: float = 2.0) -> bool:
+        """Read your writes across processes: wait until this instance has applied every event
+        committed before the call (e.g. an agent registered, or a desk token issued, through
+        another worker on the same port). False when that took longer than `timeout_s`."""
+        head = (await self.store.log_head()).as_tuple()
+        deadline = time.monotonic() + timeout_s
+        while self._subscription.cursor.as_tuple() < head:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.005)  # the follower is woken by the commit's notification
+        return True
+
     def event_lag_s(self) -> float:
         """How far behind the log this instance is: now minus the newest applied event's time."""
         return max(0.0, time.time() - self._last_recorded_s) if self._last_recorded_s else 0.0

@@ -47,11 +47,17 @@ async def _json(request: web.Request) -> Any:
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
 
 
-def _agent_or_404(directory: AgentDirectory, agent_id: str) -> dict[str, Any]:
-    try:
-        return directory.view(agent_id)
-    except UnknownAgent:
-        raise ApiError(404, "agent_not_found", f"no agent {agent_id!r}", field="id") from None
+async def _agent_or_404(request: web.Request, agent_id: str) -> dict[str, Any]:
+    directory = request.app[AGENTS]
+    for attempt in range(2):
+        try:
+            return directory.view(agent_id)
+        except UnknownAgent:
+            if attempt == 0:
+                # Perhaps registered a moment ago through another worker on this port: this
+                # instance learns it from the log; wait until it has caught up, then look again.
+                await request.app[ROUTER].sync()
+    raise ApiError(404, "agent_not_found", f"no agent {agent_id!r}", field="id")
 
 
 async def post_agent(request: web.Request) -> web.Response:
@@ -74,13 +80,13 @@ async def list_agents(request: web.Request) -> web.Response:
 
 async def get_agent(request: web.Request) -> web.Response:
     require_admin(request, request.app[keys.CREDENTIALS].admin_token)
-    return web.json_response(_agent_or_404(request.app[AGENTS], request.match_info["agent_id"]))
+    return web.json_response(await _agent_or_404(request, request.match_info["agent_id"]))
 
 
 async def patch_agent(request: web.Request) -> web.Response:
     actor = require_admin(request, request.app[keys.CREDENTIALS].admin_token)
     agent_id = request.match_info["agent_id"]
-    _agent_or_404(request.app[AGENTS], agent_id)
+    await _agent_or_404(request, agent_id)
     try:
         changes = AgentChanges.model_validate_json(orjson.dumps(await _json(request)))
     except ValidationError as exc:
@@ -93,7 +99,7 @@ async def patch_agent(request: web.Request) -> web.Response:
 async def post_token(request: web.Request) -> web.Response:
     actor = require_admin(request, request.app[keys.CREDENTIALS].admin_token)
     agent_id = request.match_info["agent_id"]
-    _agent_or_404(request.app[AGENTS], agent_id)
+    await _agent_or_404(request, agent_id)
     token = await request.app[AGENTS].issue_token(agent_id, actor)
     return web.json_response({"token": token, "agent_id": agent_id}, status=201)
 
@@ -101,16 +107,19 @@ async def post_token(request: web.Request) -> web.Response:
 # -- the desk websocket ---------------------------------------------------------------------------
 
 
-def _desk_agent(request: web.Request) -> str:
+async def _desk_agent(request: web.Request) -> str:
     token = request.query.get("token") or bearer(request)
     agent_id = request.app[AGENTS].agent_for_token(token) if token else None
+    if agent_id is None and token:
+        await request.app[ROUTER].sync()  # a token issued a moment ago through another worker
+        agent_id = request.app[AGENTS].agent_for_token(token)
     if agent_id is None:
         raise ApiError(401, "unauthorized", "open the desk with ?token=<agent token> or 'Authorization: Bearer'")
     return agent_id
 
 
 async def desk_socket(request: web.Request) -> web.StreamResponse:
-    agent_id = _desk_agent(request)
+    agent_id = await _desk_agent(request)
     router, hub = request.app[ROUTER], request.app[HUB]
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_BODY)
     await ws.prepare(request)

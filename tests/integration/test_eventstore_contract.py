@@ -243,6 +243,13 @@ async def test_one_id_sent_to_two_streams_at_once_fails_only_one(store: Any) -> 
     assert await log_size(store) == 11
 
 
+async def test_log_head_is_the_newest_committed_event(store: Any) -> None:
+    assert await store.log_head() == LOG_START
+    await store.append(S1, [ev(), ev()], NO_STREAM)
+    await store.append(S2, [ev()], NO_STREAM)
+    assert await store.log_head() == (await settled_log(store))[-1].cursor
+
+
 async def test_checkpoints(store: Any) -> None:
     assert await store.load_checkpoint("s") == LOG_START
     await store.append(S1, [ev()], ANY)
