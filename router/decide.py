@@ -145,7 +145,8 @@ _CHANNEL_ONLY = {ch: ContactFacts(contact_id="-", channel=ch) for ch in Channel}
 
 
 def next_offers(state: RouterState, now_s: float, limit: int = 1000,
-                placing: Collection[Decision] = ()) -> list[Decision]:
+                placing: Collection[Decision] = (), busy_contacts: Collection[str] = (),
+                busy_agents: Collection[str] = ()) -> list[Decision]:
     """Offer the best waiting contacts to the best free agents, one offer per contact.
 
     Contacts are taken by priority (with aging), then by time waited; each gets the
@@ -156,6 +157,9 @@ def next_offers(state: RouterState, now_s: float, limit: int = 1000,
     compete with the waiting ones as they will be once placed, and an offer to one of
     them comes back merged with its placement (one atomic append from arrival to offer,
     instead of a placement round trip and then an offer round trip).
+
+    `busy_contacts` and `busy_agents` have decisions being stored: the state does not show
+    them yet, so they sit this round out (an offer now would only conflict with them).
     """
     decisions: dict[str, list[Decision]] = {}
     taken: Counter[str] = Counter()
@@ -166,11 +170,11 @@ def next_offers(state: RouterState, now_s: float, limit: int = 1000,
               if p.contact_id is not None and p.kind == "place" and _offerable_once_placed(state, p)}
     previews = [state.preview(state.contacts[cid], p.parts[0].events) for cid, p in placed.items()]
     # A contact placed again (its intent changed while it waited) competes as placed now.
-    queued = [c for c in state.waiting() if c.contact_id not in placed]
+    queued = [c for c in state.waiting() if c.contact_id not in placed and c.contact_id not in busy_contacts]
     candidates = [c for c in [*queued, *previews] if c.facts is not None and c.facts.channel in open_channels]
     for contact in sorted(candidates, key=lambda c: (-priority_of(c, now_s), c.queued_at_s, c.contact_id)):
         assert contact.facts is not None
-        choice = pick_agent(state, contact, now_s, taken)
+        choice = pick_agent(state, contact, now_s, taken, busy_agents)
         if choice is not None:
             snap, considered = choice
             taken[snap.agent_id] += 1
@@ -195,7 +199,16 @@ def _offerable_once_placed(state: RouterState, placement: Decision) -> bool:
 
 def contacts_in(decision: Decision) -> set[str]:
     """The contacts whose streams a decision writes or checks."""
-    return {part.stream_id.split(":", 1)[1] for part in decision.parts if part.stream_id.startswith("contact-")}
+    return _keys_in(decision, "contact-")
+
+
+def agents_in(decision: Decision) -> set[str]:
+    """The agents whose streams a decision writes or checks."""
+    return _keys_in(decision, "agent-")
+
+
+def _keys_in(decision: Decision, prefix: str) -> set[str]:
+    return {part.stream_id.split(":", 1)[1] for part in decision.parts if part.stream_id.startswith(prefix)}
 
 
 def offered(decision: Decision) -> dict[str, str]:
@@ -205,13 +218,13 @@ def offered(decision: Decision) -> dict[str, str]:
 
 
 def pick_agent(
-    state: RouterState, contact: ContactState, now_s: float, taken: Counter[str]
+    state: RouterState, contact: ContactState, now_s: float, taken: Counter[str], busy: Collection[str] = ()
 ) -> tuple[AgentSnapshot, dict[str, Any]] | None:
     assert contact.plan is not None and contact.facts is not None
     facts, plan = contact.facts, contact.plan
     requirements = requirements_of(contact)
     skipped: Counter[str] = Counter()
-    first = _first_choice(state, contact, requirements, taken, skipped)
+    first = _first_choice(state, contact, requirements, taken, skipped, busy)
     if first is not None:
         return first, _considered(plan.strategy, skipped, first, "the customer's own agent first")
     ordered = plan.strategy in (Strategy.LONGEST_IDLE, Strategy.DEDICATED_FIRST, Strategy.LAST_AGENT_FIRST)
@@ -225,7 +238,7 @@ def pick_agent(
     for agent_id in driving:
         if settled and best is not None and state.agents[agent_id].idle_since_s > best.idle_since_s:
             break  # idle order: everyone from here on has waited less, so cannot beat `best`
-        snap = _eligible(state, contact, agent_id, requirements, taken, skipped)
+        snap = _eligible(state, contact, agent_id, requirements, taken, skipped, busy)
         if snap is None:
             continue
         if ordered and in_idle_order:
@@ -258,22 +271,25 @@ def _unbeatable(state: RouterState, strategy: Strategy, requirements: tuple[Requ
 
 
 def _first_choice(state: RouterState, contact: ContactState, requirements: tuple[Requirement, ...],
-                  taken: Counter[str], skipped: Counter[str]) -> AgentSnapshot | None:
+                  taken: Counter[str], skipped: Counter[str], busy: Collection[str]) -> AgentSnapshot | None:
     assert contact.plan is not None and contact.facts is not None
     strategy, facts = contact.plan.strategy, contact.facts
     wanted = facts.dedicated_agent if strategy is Strategy.DEDICATED_FIRST else (
         facts.last_agent if strategy is Strategy.LAST_AGENT_FIRST else None)
     if wanted is None or wanted not in state.agents:
         return None
-    return _eligible(state, contact, wanted, requirements, taken, skipped)
+    return _eligible(state, contact, wanted, requirements, taken, skipped, busy)
 
 
 def _eligible(state: RouterState, contact: ContactState, agent_id: str, requirements: tuple[Requirement, ...],
-              taken: Counter[str], skipped: Counter[str]) -> AgentSnapshot | None:
+              taken: Counter[str], skipped: Counter[str], busy: Collection[str] = ()) -> AgentSnapshot | None:
     assert contact.facts is not None
     agent = state.agents.get(agent_id)
     snap = agent.snapshot if agent is not None else None
     if snap is None:
+        return None
+    if agent_id in busy:
+        skipped["a decision for this agent is being stored"] += 1
         return None
     if agent_id in contact.tried:
         skipped["already offered this contact"] += 1

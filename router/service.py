@@ -27,12 +27,15 @@ from policies.engine import CompiledPolicy
 
 from . import events as ev
 from .commands import reactions
-from .decide import Decision, contacts_in, next_offers, place
+from .decide import Decision, agents_in, contacts_in, next_offers, place
 from .scheduler import TimerScheduler
 from .state import NEW, WAITING, RouterState
 from .timers import Timer, TimerSettings, fire, timers_for_agent, timers_for_contact
 
 log = logging.getLogger(__name__)
+
+
+ROUNDS_IN_FLIGHT = 2  # routing rounds whose decisions may be being stored at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,11 @@ class RouterService:
                                           poll_interval_s=0.5, save_checkpoints=False)
         self._scheduler = TimerScheduler(self._fire)
         self._pending_contacts: set[str] = set()
+        # Contacts and agents with a round's decisions being stored, and those rounds.
+        self._busy_contacts: set[str] = set()
+        self._busy_agents: set[str] = set()
+        self._round_slots = asyncio.Semaphore(ROUNDS_IN_FLIGHT)
+        self._landing: set[asyncio.Task[None]] = set()
         self._last_recorded_s = 0.0
         self._last_forget_s = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
@@ -80,9 +88,9 @@ class RouterService:
     async def stop(self) -> None:
         await self.on_lost()
         self._subscription.stop()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._landing]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._landing, return_exceptions=True)
 
     async def on_elected(self) -> None:
         result = await self.store.append(self._leader_stream, [NewEvent(ev.LEADER_ELECTED, {
@@ -179,16 +187,25 @@ class RouterService:
             self._kick.clear()
             if not self.is_leader:
                 return
+            # Rounds overlap: the next one is decided while the last one's appends are being
+            # stored (a round trip of the database), at most ROUNDS_IN_FLIGHT at once. Waiting
+            # for each round to land made the round trip, not the CPU, the limit on contacts/s.
+            await self._round_slots.acquire()
             try:
-                await self._round()
-            except StoreUnavailableError as exc:
-                log.warning("routing round skipped: %s", exc.message)
-                await asyncio.sleep(1.0)
+                decisions = self._round()
             except Exception:
+                self._round_slots.release()
                 log.exception("routing round failed; the next one starts from the log's state")
                 await asyncio.sleep(0.5)
+                continue
+            landing = asyncio.create_task(self._land(decisions), name="router-land")
+            self._landing.add(landing)
+            landing.add_done_callback(self._landing.discard)
 
-    async def _round(self) -> None:
+    def _round(self) -> list[Decision]:
+        """Decide one round on the state as it is (pure decisions, no I/O). Contacts and agents
+        whose decisions from an earlier round are still being stored sit this one out: the
+        state does not show those decisions yet."""
         now_s = self._clock()
         started = time.perf_counter()
         touched, self._pending_contacts = self._pending_contacts, set()
@@ -199,26 +216,46 @@ class RouterService:
             contact = self.state.contacts.get(contact_id)
             if contact is None:
                 continue
+            if contact_id in self._busy_contacts:
+                self._pending_contacts.add(contact_id)  # decided again once that decision lands
+                continue
             if contact.facts is not None and (contact.status == NEW or contact.replan):
                 placements.append(place(self.state, contact, policy, now_s))
             reacting.extend(reactions(self.state, contact, now_s))
-        # Reactions free agents or withdraw offers: they land first, so that the offers below
-        # see the agents they free.
-        await self._submit_all(reacting)
+        # Agents a reaction frees (or whose offer it withdraws) are busy until it lands, so
+        # this round's offers leave them alone; the next round sees them free.
+        reacting_agents = {a for d in reacting for a in agents_in(d)}
         # A contact placed now and offered now goes out as one atomic append (placement then
-        # offer on its stream); placements without an offer go alone, and contacts already
-        # waiting get their offers in the same gather. Every part names the version it was
-        # decided on, so nothing here can overfill an agent, whatever lands first.
-        offers = next_offers(self.state, now_s, placing=placements)
+        # offer on its stream); placements without an offer go alone. Every part names the
+        # version it was decided on, so nothing can overfill an agent, whatever lands first.
+        offers = next_offers(self.state, now_s, placing=placements, busy_contacts=self._busy_contacts,
+                             busy_agents=self._busy_agents | reacting_agents)
         offered_now = {cid for decision in offers for cid in contacts_in(decision)}
         alone = [p for p in placements if p.contact_id not in offered_now]
         self.decision_seconds.append(time.perf_counter() - started)
         del self.decision_seconds[:-1000]
-        await self._submit_all([*alone, *offers])
+        decisions = [*reacting, *alone, *offers]
+        for decision in decisions:
+            self._busy_contacts.update(contacts_in(decision))
+            self._busy_agents.update(agents_in(decision))
+        return decisions
 
-    async def _submit_all(self, decisions: Sequence[Decision]) -> None:
-        if decisions:
-            await asyncio.gather(*(self.submit(d) for d in decisions))
+    async def _land(self, decisions: Sequence[Decision]) -> None:
+        """Store one round's decisions, then free their contacts and agents for later rounds."""
+        try:
+            outcomes = await asyncio.gather(*(self.submit(d) for d in decisions), return_exceptions=True)
+            for decision, outcome in zip(decisions, outcomes):
+                if isinstance(outcome, BaseException):
+                    level = logging.WARNING if isinstance(outcome, StoreUnavailableError) else logging.ERROR
+                    log.log(level, "a %s decision could not be stored (%s); it is decided again",
+                            decision.kind, outcome, exc_info=level == logging.ERROR)
+                    self._pending_contacts.update(contacts_in(decision))
+        finally:
+            for decision in decisions:
+                self._busy_contacts.difference_update(contacts_in(decision))
+                self._busy_agents.difference_update(agents_in(decision))
+            self._round_slots.release()
+            self._kick.set()
 
     async def _fire(self, timer: Timer) -> None:
         if not self.is_leader:
