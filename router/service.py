@@ -180,10 +180,11 @@ class RouterService:
     async def _decide_loop(self) -> None:
         self._pending_contacts = set(self.state.contacts)
         while self.is_leader:
-            try:
-                await asyncio.wait_for(self._kick.wait(), self.settings.round_interval_s)
-            except TimeoutError:
-                pass
+            if not self._kick.is_set():  # under load it usually is: skip wait_for's timer task
+                try:
+                    await asyncio.wait_for(self._kick.wait(), self.settings.round_interval_s)
+                except TimeoutError:
+                    pass
             self._kick.clear()
             if not self.is_leader:
                 return
@@ -197,6 +198,9 @@ class RouterService:
                 self._round_slots.release()
                 log.exception("routing round failed; the next one starts from the log's state")
                 await asyncio.sleep(0.5)
+                continue
+            if not decisions:  # nothing to store: no landing, and nothing to wake the loop for
+                self._round_slots.release()
                 continue
             landing = asyncio.create_task(self._land(decisions), name="router-land")
             self._landing.add(landing)
@@ -255,7 +259,7 @@ class RouterService:
                 self._busy_contacts.difference_update(contacts_in(decision))
                 self._busy_agents.difference_update(agents_in(decision))
             self._round_slots.release()
-            self._kick.set()
+            self._kick.set()  # contacts that sat this round out (busy) are pending: decide them
 
     async def _fire(self, timer: Timer) -> None:
         if not self.is_leader:
