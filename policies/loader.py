@@ -45,16 +45,25 @@ def parse_data(text: str, content_type: str | None = None) -> object:
     return _parse_yaml(text)
 
 
+# Both parsers recurse per nesting level; a policy is a few levels deep, so anything past
+# Python's recursion limit is hostile or broken input, and must be a parse error, not a 500.
+_TOO_DEEP = "the document is nested too deeply"
+
+
 def _parse_json(text: str) -> object:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise PolicyParseError(f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except RecursionError:
+        raise PolicyParseError(f"invalid JSON: {_TOO_DEEP}") from None
 
 
 def _parse_yaml(text: str) -> object:
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise PolicyParseError(f"invalid YAML: {_TOO_DEEP}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

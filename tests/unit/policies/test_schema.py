@@ -85,6 +85,8 @@ def test_parse_data_picks_the_format(text: str, content_type: str | None, kind: 
         ('{"queues": ', None, "invalid JSON"),
         ("a: 1\na: 2\n", None, "duplicate key 'a' at line 2"),
         ("- 1\n- 2\n", None, "a policy is a mapping"),
+        ('{"q": ' + "[" * 100_000 + "]" * 100_000 + "}", None, "invalid JSON: the document is nested too deeply"),
+        ("q: " + "[" * 100_000 + "]" * 100_000, None, "invalid YAML: the document is nested too deeply"),
     ],
 )
 def test_parse_errors(text: str, content_type: str | None, message: str) -> None:
