@@ -59,12 +59,25 @@ class Subscription:
         self._blocked = False  # the last read found committed events held back by the horizon
         self._stopping = asyncio.Event()
 
-    async def catch_up(self) -> int:
-        """Deliver everything readable now; return how many events were delivered."""
+    async def catch_up(self, timeout_s: float = 10.0) -> int:
+        """Deliver every event committed before the call; return how many were delivered.
+
+        Events committed behind a still-running older transaction become readable when it
+        ends (see eventstore.postgres): this waits for them, up to `timeout_s`, and then
+        returns what it could deliver (a write transaction held open elsewhere in the
+        cluster must not hang the caller)."""
         self.cursor = self._saved = await self.store.load_checkpoint(self.name)
+        head = (await self.store.log_head()).as_tuple()
+        deadline = time.monotonic() + timeout_s
         delivered = 0
-        while (count := await self._step()) > 0:
+        while True:
+            count = await self._step()
             delivered += count
+            if count > 0:
+                continue
+            if self.cursor.as_tuple() >= head or not self._blocked or time.monotonic() >= deadline:
+                break
+            await self.store.wait_for_append(0.01)  # the holder's commit, or a short poll
         await self._checkpoint(force=True)
         return delivered
 

@@ -88,6 +88,31 @@ async def test_reader_waits_behind_an_uncommitted_older_transaction(pg_store: Po
     assert await pg_store.read_log_window(log[0].cursor, category="contact") == ([log[1]], False)
 
 
+async def test_catch_up_waits_for_events_held_behind_an_older_transaction(
+        pg_store: PostgresEventStore, database_url: str) -> None:
+    """catch_up() delivers every event committed before the call, also one that the horizon
+    still hides because an older transaction runs (until it ends, within the timeout)."""
+    slow = await asyncpg.connect(database_url)
+    try:
+        tx = slow.transaction()
+        await tx.start()
+        await slow.execute("SELECT pg_current_xact_id()")  # takes a transaction id: holds the horizon
+        await pg_store.append("contact-default:fast", [NewEvent("Fast", {})], 0)
+        seen: list[str] = []
+
+        async def handle(events: Any) -> None:
+            seen.extend(e.type for e in events)
+
+        catching_up = asyncio.create_task(Subscription(pg_store, "held", handle).catch_up())
+        await asyncio.sleep(0.3)
+        assert not catching_up.done() and seen == []  # held back, and waiting rather than giving up
+        await tx.commit()
+        assert await asyncio.wait_for(catching_up, 5) == 1
+        assert seen == ["Fast"]
+    finally:
+        await slow.close()
+
+
 async def test_conflicting_writers_in_separate_processes(pg_store: PostgresEventStore, database_url: str) -> None:
     """Two stores (separate pools and batchers) race on one stream with the same expected version."""
     other = await PostgresEventStore.connect(database_url, StoreSettings(pool_min_size=1, pool_max_size=2))
