@@ -248,12 +248,16 @@ class RouterService:
         """Store one round's decisions, then free their contacts and agents for later rounds."""
         try:
             outcomes = await asyncio.gather(*(self.submit(d) for d in decisions), return_exceptions=True)
+            failed = False
             for decision, outcome in zip(decisions, outcomes):
                 if isinstance(outcome, BaseException):
+                    failed = True
                     level = logging.WARNING if isinstance(outcome, StoreUnavailableError) else logging.ERROR
                     log.log(level, "a %s decision could not be stored (%s); it is decided again",
                             decision.kind, outcome, exc_info=level == logging.ERROR)
                     self._pending_contacts.update(contacts_in(decision))
+            if failed:
+                await asyncio.sleep(1.0)  # e.g. the database is away: retry at a walk, not in a spin
         finally:
             for decision in decisions:
                 self._busy_contacts.difference_update(contacts_in(decision))
