@@ -118,19 +118,6 @@ class PostgresCpu:
         return sum(self._seen.values())
 
 
-async def analyze(dsn: str) -> None:
-    """ANALYZE the events table, as autovacuum would after this many inserts. Where it is off
-    (it is on the machine these figures come from), the table is never analysed: the plans
-    cached on the server's connections while it was nearly empty stay in use as it grows,
-    and PostgreSQL's CPU per contact triples within a minute (measured; a VACUUM ANALYZE or
-    a new server restores it)."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("ANALYZE events")
-    finally:
-        await conn.close()
-
-
 async def transactions(dsn: str) -> int:
     """Transactions PostgreSQL has counted for the benchmark's database so far."""
     conn = await asyncpg.connect(dsn)
@@ -177,13 +164,10 @@ async def latency_phase(sim: Simulation, name: str, rate_per_s: float) -> dict[s
 async def route_runs(sim: Simulation) -> list[dict[str, Any]]:
     """Each run: the closed loop, then the arrival->offer latency at the asked rate and at half
     the closed loop's contacts/s (below saturation, whatever this machine manages)."""
-    postgres, results, dsn = PostgresCpu(sim.job["dsn"]), [], sim.job["dsn"]
+    postgres, results = PostgresCpu(sim.job["dsn"]), []
     for run in range(1, sim.job["runs"] + 1):
-        await analyze(dsn)
         busy = await busy_phase(sim, run, postgres)
-        await analyze(dsn)
         asked = await latency_phase(sim, f"steady-{run}", sim.job["rate_per_s"])
-        await analyze(dsn)
         half = await latency_phase(sim, f"half-{run}", max(1.0, round(busy["contacts_per_s"] / 2)))
         results.append({**busy, "latency": asked, "latency_half_max": half})
         progress(f"  run {run}/{sim.job['runs']}: {busy['contacts_per_s']:,.0f} contacts/s end to end "
