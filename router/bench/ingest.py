@@ -420,6 +420,30 @@ def running_server(dsn: str, *, profile_path: str | None = None) -> Iterator[Ser
                 shutil.copyfile(log_path, os.environ["BENCH_KEEP_SERVER_LOG"])
 
 
+@contextmanager
+def running_bare(dsn: str, secrets: dict[str, str]) -> Iterator[Server]:
+    """The baseline server (router.bench.bare) on a free port, with the same gateway secrets."""
+    with tempfile.TemporaryDirectory(prefix="cr-bench-bare-") as folder:
+        secrets_path = Path(folder) / "secrets.json"
+        secrets_path.write_text(json.dumps(secrets))
+        port = free_port()
+        command = [sys.executable, "-m", "router.bench.bare", "--port", str(port), "--dsn", dsn,
+                   "--secrets", str(secrets_path)]
+        log_path = Path(folder) / "bare.log"
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+        server = Server(process, port, "", secrets)
+        try:
+            _wait_healthy(server)
+            yield server
+        except BaseException:
+            progress(f"baseline server log (last lines):\n{log_path.read_text(errors='replace')[-3000:]}")
+            raise
+        finally:
+            process.kill()
+            process.wait()
+
+
 def _wait_healthy(server: Server, timeout_s: float = 90.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -486,13 +510,18 @@ def run(dsn: str, *, seconds: float, runs: int, connections: int = 128, rate_per
         profile_path: str | None = None) -> dict[str, Any]:
     rate_key = f"{rate_per_s:g}"
     progress(f"ingest benchmark: server and load in separate processes, {runs} runs of {seconds:g} s, medians")
-    with running_server(dsn, profile_path=profile_path) as server:
+    with running_server(dsn, profile_path=profile_path) as server, running_bare(dsn, server.secrets) as bare:
         imported = import_customers(server)
-        progress(f"  server on 127.0.0.1:{server.port}; {imported['stored']} customers imported")
+        progress(f"  server on 127.0.0.1:{server.port}; {imported['stored']} customers imported; "
+                 f"baseline (bare aiohttp + HMAC + group-commit insert) on 127.0.0.1:{bare.port}")
         time.sleep(1.0)  # the directory projection polls every 0.5 s
         run_load(server, {"mode": "open", "rate": 2000, "seconds": min(seconds, 3.0), "connections": 64, "seed": 0})
-        maxed, steady = [], []
+        maxed, steady, baseline = [], [], []
         for i in range(1, runs + 1):
+            # Interleaved with the real server's runs, so both see the same machine.
+            baseline.append(run_load(bare, {"mode": "closed", "connections": connections, "seconds": seconds,
+                                            "seed": 2 * i}))
+            _describe("baseline, max (closed loop)", i, runs, baseline[-1])
             maxed.append(run_load(server, {"mode": "closed", "connections": connections, "seconds": seconds,
                                             "seed": 2 * i}))
             _describe("max (closed loop)", i, runs, maxed[-1])
@@ -500,8 +529,11 @@ def run(dsn: str, *, seconds: float, runs: int, connections: int = 128, rate_per
                                             "connections": 256, "seed": 2 * i + 1}))
             _describe(f"steady {rate_key}/s (open loop)", i, runs, steady[-1])
     med = statistics.median
+    bare_eps = med(r["accepted_eps"] for r in baseline)
     return {
         "ingest_eps": med(r["accepted_eps"] for r in maxed),
+        "ingest_bare_eps": bare_eps,
+        "ingest_vs_bare": med(m["accepted_eps"] / b["accepted_eps"] for m, b in zip(maxed, baseline)),
         f"ingest_p50_ms_at_{rate_key}": med(r["p50_ms"] for r in steady),
         f"ingest_p99_ms_at_{rate_key}": med(r["p99_ms"] for r in steady),
         f"ingest_non202_at_{rate_key}": sum(r["non_202"] for r in steady),
