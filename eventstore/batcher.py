@@ -63,7 +63,16 @@ class GroupCommitter(Generic[T, R]):
         self._queue.append(pending)
         self._queued_size += size
         self._wakeup.set()
-        return await pending.future
+        future = pending.future
+        del pending
+        try:
+            return await future
+        finally:
+            # Why: an error raised here keeps this frame in its traceback, and the frame would
+            # keep the future, which keeps the error: a cycle holding the whole append, that
+            # only the garbage collector frees. Refused appends are routine (a stale routing
+            # decision), and collecting their cycles stalled the event loop for 50 ms at a time.
+            del future
 
     async def _dispatch(self) -> None:
         while True:
@@ -77,8 +86,7 @@ class GroupCommitter(Generic[T, R]):
                 # Batches are already in flight, so waiting a moment costs little
                 # latency and merges more appends into the next transaction.
                 await asyncio.sleep(self._linger_s)
-            batch = self._take_batch()
-            task = asyncio.create_task(self._run(batch))
+            task = asyncio.create_task(self._run(self._take_batch()))  # no local: the task owns the batch
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
 

@@ -71,6 +71,8 @@ class RouterService:
         self._busy_agents: set[str] = set()
         self._round_slots = asyncio.Semaphore(ROUNDS_IN_FLIGHT)
         self._landing: set[asyncio.Task[None]] = set()
+        self._landed = asyncio.Event()  # set (and replaced) each time a round's decisions land
+        self._commanding: dict[str, int] = {}  # agent id -> its desk commands being decided or stored
         self._last_recorded_s = 0.0
         self._last_forget_s = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
@@ -233,7 +235,7 @@ class RouterService:
         # offer on its stream); placements without an offer go alone. Every part names the
         # version it was decided on, so nothing can overfill an agent, whatever lands first.
         offers = next_offers(self.state, now_s, placing=placements, busy_contacts=self._busy_contacts,
-                             busy_agents=self._busy_agents | reacting_agents)
+                             busy_agents=self._busy_agents | reacting_agents | self._commanding.keys())
         offered_now = {cid for decision in offers for cid in contacts_in(decision)}
         alone = [p for p in placements if p.contact_id not in offered_now]
         self.decision_seconds.append(time.perf_counter() - started)
@@ -264,6 +266,8 @@ class RouterService:
                 self._busy_agents.difference_update(agents_in(decision))
             self._round_slots.release()
             self._kick.set()  # contacts that sat this round out (busy) are pending: decide them
+            self._landed.set()
+            self._landed = asyncio.Event()
 
     async def _fire(self, timer: Timer) -> None:
         if not self.is_leader:
@@ -275,6 +279,37 @@ class RouterService:
             log.warning("timer %s could not fire (%s); re-armed", timer.key, exc.message)
             self._scheduler.reconcile(timer.ref, [Timer(timer.key, self._clock() + 1.0, timer.kind, timer.ref,
                                                         timer.arg)])
+
+    # -- desk commands ----------------------------------------------------------------------
+
+    async def command(self, agent_id: str, decide: Callable[[], Decision], *, wait_s: float = 2.0) -> bool:
+        """Decide and store an agent's own command (accept, complete, wrap-up done...) without
+        racing this instance's routing rounds for the agent's stream.
+
+        Why: a command and an offer to the same agent both append to the agent's stream at the
+        version they were decided on, so when they overlap one of them is refused and decided
+        again (measured: a third of all offers under load, each costing a round trip and a
+        retry; refused commands waited 20 ms and more to retry). So the command first waits
+        (at most `wait_s`) for rounds that are storing decisions for this agent, then is
+        decided on the state they leave, and rounds leave the agent alone until it is stored.
+        The stream versions still decide every race this cannot see (another instance's desk).
+        `decide` may raise; False when the command was stale all the same."""
+        self._commanding[agent_id] = self._commanding.get(agent_id, 0) + 1
+        try:
+            deadline = time.monotonic() + wait_s
+            while agent_id in self._busy_agents and time.monotonic() < deadline:
+                landed = self._landed
+                try:
+                    await asyncio.wait_for(landed.wait(), max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    break
+            return await self.submit(decide(), fenced=False)
+        finally:
+            left = self._commanding.pop(agent_id) - 1
+            if left:
+                self._commanding[agent_id] = left
+            else:
+                self._kick.set()  # rounds left this agent alone meanwhile: it may take an offer now
 
     # -- appending --------------------------------------------------------------------------
 

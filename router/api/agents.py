@@ -142,11 +142,14 @@ async def desk_socket(request: web.Request) -> web.StreamResponse:
 async def _presence_event(router: RouterService, agent_id: str, type_: str) -> None:
     from ..decide import Part
 
-    agent = router.state.agents[agent_id]
     data = {"agent_id": agent_id, "at_s": time.time()}
-    for _ in range(5):  # the agent's stream may move under us (an offer): re-read and retry
-        if await router.submit(Decision(type_, (Part(agent.stream_id, agent.version, ((type_, data),)),),
-                                        agent_id=agent_id), fenced=False):
+
+    def decide() -> Decision:
+        agent = router.state.agents[agent_id]
+        return Decision(type_, (Part(agent.stream_id, agent.version, ((type_, data),)),), agent_id=agent_id)
+
+    for _ in range(5):  # the agent's stream may move under us (another instance): re-read and retry
+        if await router.command(agent_id, decide):
             return
         await asyncio.sleep(0.05)
     log.warning("could not record %s for %s", type_, agent_id)
@@ -196,11 +199,10 @@ async def _handle(router: RouterService, hub: DeskHub, desk: Desk, text: str) ->
     ref = msg.get("ref") or msg.get("offer_id") or msg.get("contact_id")
     for attempt in range(4):
         try:
-            decision = _commands(router, desk.agent_id, msg)
+            if await router.command(desk.agent_id, lambda: _commands(router, desk.agent_id, msg)):
+                return
         except CommandError as exc:
             hub.send(desk, {"type": "error", "code": exc.code, "message": exc.message, "ref": ref})
-            return
-        if await router.submit(decision, fenced=False):
             return
         await asyncio.sleep(0.02 * (attempt + 1))  # something changed meanwhile: decide again on fresh state
     hub.send(desk, {"type": "error", "code": "busy", "message": "the contact kept changing; try again", "ref": ref})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Sequence
 
 import pytest
@@ -79,3 +81,38 @@ async def test_items_with_the_same_key_never_share_a_batch_and_keep_their_order(
     flat = [i for b in batches for i in b]
     assert [i for i in flat if i[0] == "a"] == ["a1", "a2", "a3"]
     assert batches[0] == ["a1", "b1", "c1"]
+
+
+class _Item:
+    """A submitted item that a weak reference can watch."""
+
+
+async def test_a_refused_append_leaves_no_reference_cycle() -> None:
+    # A refused append (a ConcurrencyError, routine under contention) used to leave a cycle:
+    # the error's traceback held submit's frame, whose `pending` held the future holding the
+    # error. The garbage collector then had to find every refused batch, with all it held
+    # (~80 objects per refused router decision): 25k objects a second, 50 ms pauses.
+    async def flush(batch: Sequence[Pending[_Item, int]]) -> None:
+        for p in batch:
+            p.future.set_exception(ValueError("refused"))
+
+    committer: GroupCommitter[_Item, int] = GroupCommitter(flush)
+    watches = []
+
+    async def refused() -> None:  # as the router submits a decision: the caller's own frame
+        item = _Item()
+        watches.append(weakref.ref(item))
+        try:
+            await committer.submit(item, 1)
+        except ValueError:
+            pass
+
+    gc.disable()
+    try:
+        for _ in range(3):
+            await refused()
+        await asyncio.sleep(0)  # the flushes finish and let go of their batches
+        assert [w() for w in watches] == [None, None, None], "refused items wait for the garbage collector"
+    finally:
+        gc.enable()
+        await committer.close()

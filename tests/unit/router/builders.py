@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any
 
 from channels.events import facts_to_data
@@ -33,6 +34,20 @@ class Log:
         event = RecordedEvent(uuid.uuid4(), stream_id, self.versions[stream_id], self.position, self.position,
                               type_, data, {}, datetime.now(timezone.utc))
         self.state.apply(event)
+
+    @classmethod
+    def events_of(cls, build: Callable[[Log], object]) -> list[tuple[str, str, dict[str, Any]]]:
+        """The events a builder adds, as (stream id, type, data): to write them to a store."""
+        log, added = cls(), []
+        original = log.add
+
+        def add(stream_id: str, type_: str, data: dict[str, Any]) -> None:
+            added.append((stream_id, type_, data))
+            original(stream_id, type_, data)
+
+        log.add = add  # type: ignore[method-assign]
+        build(log)
+        return added
 
     def commit(self, decision: Decision) -> None:
         """Store a decision as the service would: every part at its expected version."""

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from eventstore import MemoryEventStore
+from eventstore import ANY, MemoryEventStore, NewEvent
 from eventstore.errors import StoreUnavailableError
+from router import events as ev
+from router.decide import Decision, Part
 from router.service import RouterService, RouterSettings
 from tests.unit.router.builders import NOW, POLICY, Log
 
@@ -60,3 +62,53 @@ async def test_rounds_back_off_while_the_store_is_unavailable() -> None:
     await asyncio.gather(loop, *router._landing, return_exceptions=True)
     assert 1 <= store.attempts <= 2  # a failed round waits before the next: no spin against a dead database
     assert "c1" in router._pending_contacts  # and the contact is decided again later
+
+
+class GatedStore(MemoryEventStore):
+    """Holds appends to one agent's stream until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.held = 0
+
+    async def append_many(self, appends: Any) -> Any:
+        if not self.gate.is_set() and any(a.stream_id == "agent-default:a1" for a in appends):
+            self.held += 1
+            await self.gate.wait()
+        return await super().append_many(appends)
+
+
+async def test_a_desk_command_waits_for_the_round_storing_an_offer_to_its_agent() -> None:
+    # Why it matters: decided at the same agent version, the command or the offer would be
+    # refused and decided again (a third of all offers under load, before).
+    store = GatedStore()
+    for stream_id, type_, data in Log.events_of(lambda log: (log.agent("a1"), log.contact("c1"))):
+        await store.append(stream_id, [NewEvent(type_, data)], ANY)
+    router = RouterService(store, lambda: POLICY, RouterSettings(instance="test"), clock=lambda: NOW)
+    await router.start()
+    await router.on_elected()  # leads: the first round offers c1 to a1, held at the gate
+    try:
+        for _ in range(100):
+            if store.held:
+                break
+            await asyncio.sleep(0.01)
+        assert store.held == 1
+        seen: list[set[str]] = []
+
+        def away() -> Decision:
+            agent = router.state.agents["a1"]
+            seen.append(set(agent.offers))
+            data = {"agent_id": "a1", "state": "away", "at_s": NOW}
+            return Decision("away", (Part(agent.stream_id, agent.version, ((ev.AGENT_STATE_CHANGED, data),)),),
+                            agent_id="a1")
+
+        command = asyncio.create_task(router.command("a1", away))
+        await asyncio.sleep(0.05)
+        assert seen == []  # not decided while the offer is being stored
+        store.gate.set()
+        assert await asyncio.wait_for(command, 5) is True
+        assert len(seen) == 1 and len(seen[0]) == 1  # decided on the state with the offer in it
+        assert router.decisions_stale == 0
+    finally:
+        await router.stop()
