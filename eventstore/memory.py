@@ -6,7 +6,6 @@ position order coincide here. Used by unit tests and the policy simulator.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -15,6 +14,7 @@ import orjson
 
 from .appending import StoredId, Write, decide_group
 from .errors import ConcurrencyError, DuplicateEventError, StoreClosedError
+from .wakeup import Wakeup
 from .model import (
     DEFAULT_MAX_EVENT_BYTES,
     AppendResult,
@@ -38,7 +38,7 @@ class MemoryEventStore:
         self._streams: dict[str, list[RecordedEvent]] = {}
         self._ids: dict[uuid.UUID, StoredId] = {}
         self._checkpoints: dict[str, LogCursor] = {}
-        self._appended = asyncio.Event()
+        self._appended = Wakeup()
         self._closed = False
 
     async def append(
@@ -81,8 +81,7 @@ class MemoryEventStore:
             stream.append(rec)
             self._ids[rec.event_id] = StoredId(stream_id, rec.version, rec.position)
             recorded.append(rec)
-        self._appended.set()
-        self._appended = asyncio.Event()
+        self._appended.wake()
         return AppendResult(stream_id, tuple(r.version for r in recorded), tuple(r.position for r in recorded))
 
     async def read_stream(
@@ -116,10 +115,10 @@ class MemoryEventStore:
         return self._log[-1].cursor if self._log else LogCursor()
 
     async def wait_for_append(self, timeout_s: float) -> None:
-        try:
-            await asyncio.wait_for(self._appended.wait(), timeout_s)
-        except TimeoutError:
-            pass
+        await self._appended.wait(timeout_s)
+
+    def wake_waiters(self) -> None:
+        self._appended.wake()
 
     async def load_checkpoint(self, name: str) -> LogCursor:
         return self._checkpoints.get(name, LogCursor())

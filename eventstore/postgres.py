@@ -54,6 +54,7 @@ from .model import (
 
 Group = tuple[PreparedAppend, ...]  # the parts of one atomic append (usually one)
 from .pgerrors import is_unique_violation, translate, translated
+from .wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,11 @@ class PostgresEventStore:
     async def _flush(self, batch: Sequence[Pending[Group, list[AppendResult]]]) -> None:
         try:
             outcomes = await self._write_with_retries([p.item for p in batch], 2)
+            # Subscribers in this process wake at once, and first: they resume before the
+            # appenders settled below, so their next read is on its way while those run (the
+            # NOTIFY, a round trip later, is for the other processes). Waking a subscriber
+            # early is always safe: it only reads.
+            self._listener.wake()
         except _UniqueViolationAgain:
             # The batch collides with itself: two of its appends carry the same event id (to
             # two streams, so the stream rule let them share a batch). The database refuses the
@@ -218,12 +224,10 @@ class PostgresEventStore:
                 except Exception as exc:
                     outcome = exc
                 _settle(pending.future, outcome)
+            self._listener.wake()
         else:
             for pending, outcome in zip(batch, outcomes):
                 _settle(pending.future, outcome)
-        # Subscribers in this process wake at once; the NOTIFY (a round trip later) is for
-        # the other processes. Waking a subscriber early is always safe: it only reads.
-        self._listener.wake()
         self._notifier.poke()
 
     async def _write_with_retries(self, groups: list[Group], attempts: int) -> list[object]:
@@ -302,6 +306,9 @@ class PostgresEventStore:
 
     async def wait_for_append(self, timeout_s: float) -> None:
         await self._listener.wait(timeout_s)
+
+    def wake_waiters(self) -> None:
+        self._listener.wake()
 
     async def load_checkpoint(self, name: str) -> LogCursor:
         async with translated():
@@ -453,7 +460,7 @@ class _Listener:
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
         self._conn: asyncpg.Connection | None = None
-        self._event = asyncio.Event()
+        self._wakeup = Wakeup()
         self._lock = asyncio.Lock()
 
     async def wait(self, timeout_s: float) -> None:
@@ -461,11 +468,7 @@ class _Listener:
             await self._ensure()
         except StoreUnavailableError:
             pass  # polling still works: the wait below is the backstop
-        try:
-            await asyncio.wait_for(self._event.wait(), timeout_s)
-        except TimeoutError:
-            return
-        self._event.clear()
+        await self._wakeup.wait(timeout_s)
 
     async def _ensure(self) -> None:
         if self._conn is not None and not self._conn.is_closed():
@@ -477,10 +480,10 @@ class _Listener:
                 self._conn = conn
 
     def _on_notify(self, *_: object) -> None:
-        self._event.set()
+        self._wakeup.wake()
 
     def wake(self) -> None:
-        self._event.set()
+        self._wakeup.wake()
 
     async def close(self) -> None:
         if self._conn is not None and not self._conn.is_closed():

@@ -151,14 +151,11 @@ class Subscription:
             self._saved, self._saved_at = self.cursor, now
 
     async def _wait(self, timeout_s: float) -> None:
-        waiter = asyncio.ensure_future(self.store.wait_for_append(timeout_s))
-        stopper = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (waiter, stopper):
-                task.cancel()
-            await asyncio.gather(waiter, stopper, return_exceptions=True)
+        # Awaited directly, not raced against the stop signal in tasks of its own: each task
+        # is another turn of a busy event loop between a commit and the next read (see
+        # eventstore.wakeup). stop() wakes the wait instead.
+        if not self._stopping.is_set():
+            await self.store.wait_for_append(timeout_s)
 
     async def _sleep(self, delay_s: float) -> None:
         try:
@@ -168,6 +165,7 @@ class Subscription:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.store.wake_waiters()
 
 
 
