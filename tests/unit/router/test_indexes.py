@@ -147,3 +147,33 @@ def test_servability_is_what_a_scan_of_every_agent_says(seed: int) -> None:
         anyone = any(_qualifies(a.snapshot, final, contact.facts.channel) for a in log.state.agents.values()
                      if a.snapshot is not None)
         assert (servability_gaps(log.state, contact.facts, plan_from_json(plan)) == []) == anyone
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_the_availability_index_stays_in_idle_order_through_churn(seed: int) -> None:
+    # Agents join, take and finish chats, go away and come back in random order; the index
+    # a router walks for the longest-idle agent must always be exactly the agents with room,
+    # longest idle first (ties by id).
+    rng = random.Random(seed)
+    log = Log()
+    _roster(log, rng, 40)
+    state = log.state
+    for step in range(300):
+        agent_id = f"a{rng.randrange(40):03d}"
+        stream = f"agent-default:{agent_id}"
+        agent = state.agents[agent_id]
+        roll = rng.random()
+        if roll < 0.35:
+            log.add(stream, ev.AGENT_ENGAGED, {"agent_id": agent_id, "contact_id": f"k{step}", "channel": "webchat"})
+        elif roll < 0.7 and agent.contacts:
+            log.add(stream, ev.AGENT_FREED, {"agent_id": agent_id, "contact_id": next(iter(agent.contacts)),
+                                             "at_s": NOW + step})
+        else:
+            state_now = rng.choice(("away", "available"))
+            log.add(stream, ev.AGENT_STATE_CHANGED, {"agent_id": agent_id, "state": state_now,
+                                                     "at_s": NOW + rng.choice((-50, 0, step))})
+        for channel in Channel:
+            with_room = [a for a in state.agents.values()
+                         if a.snapshot is not None and state._has_room(a.snapshot, channel)]
+            expected = [a.agent_id for a in sorted(with_room, key=lambda a: (a.idle_since_s, a.agent_id))]
+            assert list(state.available[channel]) == expected, f"step {step}, {channel}"
