@@ -114,8 +114,11 @@ class MemoryEventStore:
         self._check_open()
         return self._log[-1].cursor if self._log else LogCursor()
 
-    async def wait_for_append(self, timeout_s: float) -> None:
-        await self._appended.wait(timeout_s)
+    async def wait_for_append(self, timeout_s: float, since: int | None = None) -> None:
+        await self._appended.wait(timeout_s, since)
+
+    def append_generation(self) -> int:
+        return self._appended.generation
 
     def wake_waiters(self) -> None:
         self._appended.wake()

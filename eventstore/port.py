@@ -43,8 +43,15 @@ class EventStore(Protocol):
         subscriber past it has seen everything committed before the call."""
         ...
 
-    async def wait_for_append(self, timeout_s: float) -> None:
-        """Return soon after something may have been appended, or after the timeout."""
+    async def wait_for_append(self, timeout_s: float, since: int | None = None) -> None:
+        """Return soon after something may have been appended, or after the timeout. With
+        `since` (an `append_generation()` taken earlier), return at once if anything may
+        have been appended after it was taken."""
+        ...
+
+    def append_generation(self) -> int:
+        """A counter that moves whenever something may have been appended (locally or, as
+        far as this process hears, elsewhere): for `wait_for_append(since=...)`."""
         ...
 
     def wake_waiters(self) -> None:

@@ -156,6 +156,10 @@ class StoreSettings:
     max_batch_events: int = 64
     max_inflight_batches: int = 4
     linger_s: float = 0.001
+    # At most one NOTIFY (for subscribers in other processes) per this interval: one per
+    # commit was a round trip per batch (~1 per routed contact). Other processes' subscribers
+    # hear of a commit at most this much later; this process's own are woken directly.
+    notify_interval_s: float = 0.005
     # Fault injection for tests: sleep up to this long before each commit, so that
     # transactions overlap and commit out of position order. Zero in production.
     test_commit_jitter_s: float = 0.0
@@ -176,8 +180,11 @@ class PostgresEventStore:
             max_inflight=settings.max_inflight_batches,
             linger_s=settings.linger_s,
         )
-        self._notifier = _Notifier(pool)
-        self._listener = _Listener(dsn)
+        # Our own NOTIFYs carry this store's token, so its listener can skip them: its
+        # subscribers were woken directly at the commit (a second, empty read each, before).
+        token = uuid.uuid4().hex
+        self._notifier = _Notifier(pool, token, settings.notify_interval_s)
+        self._listener = _Listener(dsn, token)
 
     @classmethod
     async def connect(cls, dsn: str, settings: StoreSettings | None = None) -> PostgresEventStore:
@@ -304,8 +311,11 @@ class PostgresEventStore:
         async with translated():
             return bool(await self._pool.fetchval(_BLOCKED))
 
-    async def wait_for_append(self, timeout_s: float) -> None:
-        await self._listener.wait(timeout_s)
+    async def wait_for_append(self, timeout_s: float, since: int | None = None) -> None:
+        await self._listener.wait(timeout_s, since)
+
+    def append_generation(self) -> int:
+        return self._listener.generation
 
     def wake_waiters(self) -> None:
         self._listener.wake()
@@ -425,12 +435,16 @@ def _recorded(row: asyncpg.Record) -> RecordedEvent:
 
 class _Notifier:
     """Sends one NOTIFY after commits, coalesced: never one per append, never inside the
-    write transaction (a NOTIFY at commit serialises every committing transaction)."""
+    write transaction (a NOTIFY at commit serialises every committing transaction), and at
+    most one per `interval_s` (the first after a quiet spell at once)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, token: str, interval_s: float) -> None:
         self._pool = pool
+        self._token = token
+        self._interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
         self._again = False
+        self._sent_at = float("-inf")
 
     def poke(self) -> None:
         if self._task is None or self._task.done():
@@ -439,10 +453,16 @@ class _Notifier:
             self._again = True
 
     async def _send(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            # Commits that come while this waits are covered by the one NOTIFY that follows.
+            wait_s = self._sent_at + self._interval_s - loop.time()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
             self._again = False
+            self._sent_at = loop.time()
             try:
-                await self._pool.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+                await self._pool.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, self._token)
             except Exception as exc:  # subscribers fall back to polling; say so once per failure
                 log.warning("could not notify subscribers (they will poll): %s", exc)
                 return
@@ -457,18 +477,23 @@ class _Notifier:
 class _Listener:
     """One LISTEN connection per store, opened on first use, reopened after a failure."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, token: str) -> None:
         self._dsn = dsn
+        self._token = token
         self._conn: asyncpg.Connection | None = None
         self._wakeup = Wakeup()
         self._lock = asyncio.Lock()
 
-    async def wait(self, timeout_s: float) -> None:
+    @property
+    def generation(self) -> int:
+        return self._wakeup.generation
+
+    async def wait(self, timeout_s: float, since: int | None = None) -> None:
         try:
             await self._ensure()
         except StoreUnavailableError:
             pass  # polling still works: the wait below is the backstop
-        await self._wakeup.wait(timeout_s)
+        await self._wakeup.wait(timeout_s, since)
 
     async def _ensure(self) -> None:
         if self._conn is not None and not self._conn.is_closed():
@@ -479,8 +504,9 @@ class _Listener:
                 await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
                 self._conn = conn
 
-    def _on_notify(self, *_: object) -> None:
-        self._wakeup.wake()
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload != self._token:  # our own commits woke our subscribers already
+            self._wakeup.wake()
 
     def wake(self) -> None:
         self._wakeup.wake()

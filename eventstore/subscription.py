@@ -100,6 +100,9 @@ class Subscription:
         await self.store.wait_for_append(0)  # start listening before the first read
         backoff_s = 0.001
         while not self._stopping.is_set():
+            # Taken before the read: a wait below returns at once for anything appended
+            # after this (maybe missed by the read), and not for what the read already saw.
+            generation = self.store.append_generation()
             try:
                 count = await self._step()
             except StoreUnavailableError as exc:
@@ -108,19 +111,22 @@ class Subscription:
                 await self._sleep(self._retry_s)
                 continue
             if count == self._batch_size:
-                continue
-            if count == 0 and self._blocked:
+                continue  # a full batch: more may be there already
+            if self._blocked:
                 # An older transaction is still running; the rows behind it are committed and
                 # become readable when it ends. If it is an append, its commit sends a
                 # notification, so wait for one; if not (any other write in the cluster holds
                 # the horizon too), the short cap makes this a quick poll.
-                await self._wait(min(backoff_s, 0.01))
+                await self._wait(min(backoff_s, 0.01), generation)
                 backoff_s = min(backoff_s * 2, 0.01)
                 continue
             backoff_s = 0.001
             if count == 0:
                 await self._save_quietly(force=False)  # idle: a good moment for a due checkpoint
-                await self._wait(self._poll_interval_s)
+            # The read saw everything committed before it began (not a full batch, nothing
+            # held back), so wait for the next append unless one came meanwhile: reading again
+            # at once found nothing in 9 of 10 cases and was a third of all reads under load.
+            await self._wait(self._poll_interval_s, generation)
         await self._save_quietly(force=True)
 
     async def _save_quietly(self, *, force: bool) -> None:
@@ -150,12 +156,12 @@ class Subscription:
             await self.store.save_checkpoint(self.name, self.cursor)
             self._saved, self._saved_at = self.cursor, now
 
-    async def _wait(self, timeout_s: float) -> None:
+    async def _wait(self, timeout_s: float, since: int) -> None:
         # Awaited directly, not raced against the stop signal in tasks of its own: each task
         # is another turn of a busy event loop between a commit and the next read (see
         # eventstore.wakeup). stop() wakes the wait instead.
         if not self._stopping.is_set():
-            await self.store.wait_for_append(timeout_s)
+            await self.store.wait_for_append(timeout_s, since)
 
     async def _sleep(self, delay_s: float) -> None:
         try:

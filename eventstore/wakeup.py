@@ -16,15 +16,22 @@ import asyncio
 
 
 class Wakeup:
-    """Waiters wait for the next `wake()` or their timeout, whichever comes first. A wake
-    while nobody waits is remembered once (a subscriber busy reading when it came must not
-    sleep through it); waking early is always safe, since a subscriber only reads."""
+    """Waiters wait for the next `wake()` or their timeout, whichever comes first; waking
+    early is always safe, since a subscriber only reads.
+
+    A subscriber busy reading when a wake comes must not sleep through it, but must not
+    read again for a commit its read already saw either (that was 40% of all reads under
+    load: empty ones). So `generation` counts wakes: a subscriber takes it before it reads
+    and waits `since` it, returning at once if anything woke meanwhile. Without `since`, a
+    wake while nobody waits is remembered once instead."""
 
     def __init__(self) -> None:
         self._waiters: set[asyncio.Future[None]] = set()
         self._missed = False
+        self.generation = 0
 
     def wake(self) -> None:
+        self.generation += 1
         waiters, self._waiters = self._waiters, set()
         if not waiters:
             self._missed = True
@@ -32,8 +39,11 @@ class Wakeup:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def wait(self, timeout_s: float) -> None:
-        if self._missed:
+    async def wait(self, timeout_s: float, since: int | None = None) -> None:
+        if since is not None:
+            if self.generation != since:
+                return
+        elif self._missed:
             self._missed = False
             return
         if timeout_s <= 0:
