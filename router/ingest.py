@@ -174,6 +174,13 @@ class ContactMemo:
             if not event.stream_id.startswith(_CONTACT_STREAM_PREFIX):
                 continue
             known = self._known.get(event.stream_id)  # no move_to_end: this is not a use
+            if known is None and event.version == 1:
+                # A contact another process opened (`serve --workers N`: the kernel spreads a
+                # gateway's connections, so a contact's next event often reaches another
+                # worker). Remembering it from its first event spares that worker an append
+                # tried as a new stream, refused, and a read of the stream.
+                known = Known()
+                self.put(event.stream_id, known)
             if known is not None and event.version == known.version + 1:
                 try:
                     known.learn(event)

@@ -120,3 +120,21 @@ async def test_the_follower_applies_only_the_next_event_of_a_remembered_contact(
     memo.learn(tail)  # handed over twice: applied once
     assert known.version == 3
     await _assert_memo_is_the_stream(store, memo, stream_id)
+
+
+async def test_a_contact_another_worker_opened_is_learned_from_the_log() -> None:
+    # Two workers on one store: the first event reaches worker A, the next one worker B. B's
+    # follower hands it the contact's first event, so B appends at once: no append tried as a
+    # new stream and refused, no read of the stream.
+    store = CountingStore()
+    customers_a, customers_b = CustomerState(), CustomerState()
+    memo_b = ContactMemo()
+    worker_a = IngestService(store, customers_a)
+    worker_b = IngestService(store, customers_b, memo=memo_b)
+    first = await worker_a.ingest(*_webchat("session.started", "w-1"))
+    stream_id = contact_stream_id(first.contact_id)
+    customers_b.apply(await store.tail(stream_id, 1))  # B's log follower
+    second = await worker_b.ingest(*_webchat("message.created", "w-2"))
+    assert not second.duplicate and second.position > first.position
+    assert store.reads_from == []
+    await _assert_memo_is_the_stream(store, memo_b, stream_id)
