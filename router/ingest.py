@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 IGNORED = "GatewayEventIgnored"
 _MAX_ATTEMPTS = 8
 DEFAULT_MEMO_CONTACTS = 50_000
+LEARN_NEW_CONTACTS_WITHIN_S = 600.0  # contacts opened elsewhere are remembered if this recent
 _CONTACT_STREAM_PREFIX = f"{CONTACT_CATEGORY}-"
 
 
@@ -170,15 +172,17 @@ class ContactMemo:
         read. Only the event right after a Known's version is applied; anything else (our
         own appends, already applied; a gap) is left to the expected-version check.
         """
+        fresh_after_s = time.time() - LEARN_NEW_CONTACTS_WITHIN_S
         for event in events:
             if not event.stream_id.startswith(_CONTACT_STREAM_PREFIX):
                 continue
             known = self._known.get(event.stream_id)  # no move_to_end: this is not a use
-            if known is None and event.version == 1:
+            if known is None and event.version == 1 and event.recorded_at.timestamp() > fresh_after_s:
                 # A contact another process opened (`serve --workers N`: the kernel spreads a
                 # gateway's connections, so a contact's next event often reaches another
                 # worker). Remembering it from its first event spares that worker an append
-                # tried as a new stream, refused, and a read of the stream.
+                # tried as a new stream, refused, and a read of the stream. Only recent ones:
+                # replaying an old log at start-up need not rebuild every contact's view.
                 known = Known()
                 self.put(event.stream_id, known)
             if known is not None and event.version == known.version + 1:

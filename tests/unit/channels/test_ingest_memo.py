@@ -7,6 +7,8 @@ In memory, no I/O: `MemoryEventStore` is the store port's reference implementati
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from channels.events import contact_stream_id
@@ -138,3 +140,18 @@ async def test_a_contact_another_worker_opened_is_learned_from_the_log() -> None
     assert not second.duplicate and second.position > first.position
     assert store.reads_from == []
     await _assert_memo_is_the_stream(store, memo_b, stream_id)
+
+
+async def test_only_recently_opened_contacts_are_learned_from_the_log() -> None:
+    # Replaying a long log at start-up must not rebuild the view of every contact ever opened.
+    store = CountingStore()
+    opened = await IngestService(store, CustomerState()).ingest(*_webchat("session.started", "w-1"))
+    stream_id = contact_stream_id(opened.contact_id)
+    (first,) = await store.tail(stream_id, 1)
+    old = replace(first, recorded_at=first.recorded_at - timedelta(days=1))
+    memo = ContactMemo()
+    memo.learn([old])
+    assert memo.get(stream_id) is None
+    memo.learn([first])
+    known = memo.get(stream_id)
+    assert known is not None and known.version == 1
