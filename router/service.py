@@ -288,7 +288,7 @@ class RouterService:
 
         Why: a command and an offer to the same agent both append to the agent's stream at the
         version they were decided on, so when they overlap one of them is refused and decided
-        again (measured: a third of all offers under load, each costing a round trip and a
+        again (measured: 3 in 10 offer decisions under load, each costing a round trip and a
         retry; refused commands waited 20 ms and more to retry). So the command first waits
         (at most `wait_s`) for rounds that are storing decisions for this agent, then is
         decided on the state they leave, and rounds leave the agent alone until it is stored.
