@@ -180,6 +180,7 @@ def end_to_end(seconds: float, runs: int, agents: int, rate_per_s: float, in_fli
         "route_server_cpu_ms_per_contact": med(r["server_cpu_ms_per_contact"] for r in results),
         "route_postgres_cpu_ms_per_contact": med(r["postgres_cpu_ms_per_contact"] for r in results),
         "route_transactions_per_contact": med(r["transactions_per_contact"] for r in results),
+        "route_stale_decision_share": med(r["stale_share"] for r in results),
         "route_failed": sum(sum(r["failed"].values()) + sum(r["latency"]["failed"].values())
                             + sum(r["latency_half_max"]["failed"].values()) for r in results),
         "route_stuck": sum(r["stuck"] + r["latency"]["stuck"] + r["latency_half_max"]["stuck"] for r in results),

@@ -131,6 +131,7 @@ async def transactions(dsn: str) -> int:
 async def busy_phase(sim: Simulation, run: int, postgres: PostgresCpu) -> dict[str, Any]:
     """The closed loop: contacts/s end to end, and what each contact cost in CPU and transactions."""
     job, server, me = sim.job, psutil.Process(sim.job["server_pid"]), psutil.Process()
+    decided0 = await _decisions(sim)
     cpu0, xact0, started = (cpu_s(server), cpu_s(me), postgres.sample()), await transactions(job["dsn"]), \
         time.perf_counter()
     busy = await sim.closed_loop(f"max-{run}", job["in_flight"], job["seconds"], warmup_s=1.0)
@@ -147,7 +148,24 @@ async def busy_phase(sim: Simulation, run: int, postgres: PostgresCpu) -> dict[s
         "load_cpu_ms_per_contact": 1000 * used[1] / done,
         "transactions_per_contact": (await transactions(job["dsn"]) - xact0) / done,
         "stage_p50_ms": {k: statistics.median(v) for k, v in busy.stages_ms.items() if v},
+        **_decided_since(decided0, await _decisions(sim)),
     }
+
+
+async def _decisions(sim: Simulation) -> tuple[float, float]:
+    """(stored, refused as stale) decisions so far, from the server's /metrics."""
+    async with aiohttp.ClientSession() as http:
+        stored = await metric(http, sim.job["port"], "router_decisions_total")
+        stale = await metric(http, sim.job["port"], "router_decisions_stale_total")
+    return stored or 0.0, stale or 0.0
+
+
+def _decided_since(before: tuple[float, float], after: tuple[float, float]) -> dict[str, float]:
+    """Routing decisions (and desk commands) stored and refused as stale in a phase: a stale one
+    costs a round trip and is decided again, so its share is wasted work and latency."""
+    stored, stale = after[0] - before[0], after[1] - before[1]
+    return {"decisions": stored, "decisions_stale": stale,
+            "stale_share": stale / (stored + stale) if stored + stale else 0.0}
 
 
 async def latency_phase(sim: Simulation, name: str, rate_per_s: float) -> dict[str, Any]:
@@ -174,7 +192,8 @@ async def route_runs(sim: Simulation) -> list[dict[str, Any]]:
                  f"(server CPU {busy['server_cpu_pct']:.0f}%, PostgreSQL {busy['postgres_cpu_pct']:.0f}%, "
                  f"load {busy['load_cpu_pct']:.0f}%; per contact: server {busy['server_cpu_ms_per_contact']:.2f} ms, "
                  f"PostgreSQL {busy['postgres_cpu_ms_per_contact']:.2f} ms CPU, "
-                 f"{busy['transactions_per_contact']:.1f} transactions); arrival->offer "
+                 f"{busy['transactions_per_contact']:.1f} transactions; {busy['decisions_stale']:.0f} of "
+                 f"{busy['decisions'] + busy['decisions_stale']:.0f} decisions stale); arrival->offer "
                  + "; ".join(f"at {lat['rate_per_s']:g}/s p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms "
                              f"({lat['offers']} offers)" for lat in (asked, half))
                  + "; closed-loop stages p50 " + ", ".join(f"{k} {v:.0f} ms" for k, v in busy["stage_p50_ms"].items())
