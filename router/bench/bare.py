@@ -3,8 +3,9 @@ and appends through a group-commit batcher", measured on the same machine in the
 
 It does only that: one route, the gateway's signature checked with the router's own
 `verify_signature`, the body parsed as JSON, one row per request appended to a plain
-table in batches (one transaction per batch, a multi-row INSERT from arrays), 202 with
-the row's position. No validation, no enrichment, no idempotency, no streams, no router.
+table through the store's own group committer (one transaction per batch, a multi-row
+INSERT from arrays), 202 with the row's position. No validation, no enrichment, no
+idempotency, no streams, no router.
 The ingest benchmark loads it with the same requests as the real server, so the ratio
 `ingest_eps / ingest_bare_eps` says how much the router's work costs on this machine,
 whatever the machine's speed.
@@ -18,6 +19,7 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,60 +28,31 @@ import orjson
 from aiohttp import web
 
 from channels.security import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify_signature
+from eventstore.batcher import GroupCommitter, Pending
 
 from . import run_async
 
 TABLE = "bench_bare_events"
-MAX_BATCH = 500
-MAX_WAIT_S = 0.002
 
 
-class Batcher:
-    """Group commit: rows wait at most MAX_WAIT_S for a batch; one transaction per batch."""
+def committer(pool: asyncpg.Pool) -> GroupCommitter[tuple[str, str], int]:
+    """The store's own group commit (batches bounded and merged the same way), writing plain
+    rows: one transaction per batch, no version checks, no idempotency, no streams."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-        self._rows: list[tuple[str, str, asyncio.Future[int]]] = []
-        self._flush: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+    async def flush(batch: Sequence[Pending[tuple[str, str], int]]) -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            ids = await conn.fetch(
+                f"INSERT INTO {TABLE} (gateway, data) SELECT * FROM unnest($1::text[], $2::jsonb[]) "
+                "RETURNING id", [p.item[0] for p in batch], [p.item[1] for p in batch])
+        for pending, record in zip(batch, ids):
+            if not pending.future.done():
+                pending.future.set_result(record["id"])
 
-    def append(self, gateway: str, body: str) -> asyncio.Future[int]:
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._rows.append((gateway, body, future))
-        if len(self._rows) >= MAX_BATCH:
-            self._start()
-        elif self._flush is None:
-            self._flush = asyncio.get_running_loop().call_later(MAX_WAIT_S, self._start)
-        return future
-
-    def _start(self) -> None:
-        if self._flush is not None:
-            self._flush.cancel()
-            self._flush = None
-        rows, self._rows = self._rows, []
-        if rows:
-            task = asyncio.create_task(self._write(rows))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _write(self, rows: list[tuple[str, str, asyncio.Future[int]]]) -> None:
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                ids = await conn.fetch(
-                    f"INSERT INTO {TABLE} (gateway, data) SELECT * FROM unnest($1::text[], $2::jsonb[]) "
-                    "RETURNING id", [r[0] for r in rows], [r[1] for r in rows])
-        except Exception as exc:  # every waiting request fails with the batch
-            for *_, future in rows:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (*_, future), record in zip(rows, ids):
-            if not future.done():
-                future.set_result(record["id"])
+    return GroupCommitter(flush)
 
 
 def build(pool: asyncpg.Pool, secrets: dict[str, list[str]]) -> web.Application:
-    batcher = Batcher(pool)
+    batcher = committer(pool)
 
     async def post(request: web.Request) -> web.Response:
         gateway = request.match_info["gateway"]
@@ -93,7 +66,7 @@ def build(pool: asyncpg.Pool, secrets: dict[str, list[str]]) -> web.Application:
             orjson.loads(body)
         except orjson.JSONDecodeError:
             return web.json_response({"error": "invalid_json"}, status=400)
-        position = await batcher.append(gateway, body.decode())
+        position = await batcher.submit((gateway, body.decode()), 1)
         return web.Response(body=orjson.dumps({"position": position}), status=202, content_type="application/json")
 
     async def health(_: web.Request) -> web.Response:
