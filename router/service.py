@@ -60,6 +60,7 @@ class RouterService:
         self.on_change = on_change
         self._consumers = list(consumers)  # other in-memory read models fed by this one follower
         self._leader_stream = f"router-{settings.domain}:leader"
+        self._domain_mark = f"-{settings.domain}"  # the end of `<category>-<domain>` in stream ids
         self.epoch: int | None = None
         self._kick = asyncio.Event()
         self._subscription = Subscription(store, f"router-state:{settings.instance}", self._apply_batch,
@@ -149,6 +150,11 @@ class RouterService:
     async def _apply_batch(self, events: Sequence[RecordedEvent]) -> None:
         if events:
             self._last_recorded_s = events[-1].recorded_at.timestamp()
+        # The log holds every routing domain (stream ids are `<category>-<domain>:<key>`);
+        # this instance routes one, and its read models (customers, the ingest memo) are
+        # that domain's too. Another domain's contact is not ours to queue or offer.
+        mark = self._domain_mark
+        events = [e for e in events if e.stream_id.partition(":")[0].endswith(mark)]
         for consume in self._consumers:
             consume(events)
         self._forget_finished()

@@ -11,6 +11,8 @@ from eventstore.errors import StoreUnavailableError
 from router import events as ev
 from router.decide import Decision, Part
 from router.service import RouterService, RouterSettings
+from channels.events import facts_to_data
+from policies.vocabulary import Channel, ContactFacts
 from tests.unit.router.builders import NOW, POLICY, Log
 
 
@@ -110,5 +112,22 @@ async def test_a_desk_command_waits_for_the_round_storing_an_offer_to_its_agent(
         assert await asyncio.wait_for(command, 5) is True
         assert len(seen) == 1 and len(seen[0]) == 1  # decided on the state with the offer in it
         assert router.decisions_stale == 0
+    finally:
+        await router.stop()
+
+
+async def test_another_routing_domains_events_are_not_this_routers() -> None:
+    store = MemoryEventStore()
+    # A contact of another domain (here with data no adapter writes), then one of ours.
+    await store.append("contact-branch_b:c9", [NewEvent("ContactArrived", {"no": "contact_id"})], ANY)
+    ours = {**facts_to_data(ContactFacts(contact_id="c1", channel=Channel.PHONE)), "occurred_at": "2026-09-21T10:00:00+08:00"}
+    await store.append("contact-default:c1", [NewEvent("ContactArrived", ours)], ANY)
+    seen: list[str] = []
+    router = RouterService(store, lambda: POLICY, RouterSettings(instance="test", lead=False),
+                           consumers=[lambda events: seen.extend(e.stream_id for e in events)])
+    await router.start()
+    try:
+        assert seen == ["contact-default:c1"]
+        assert set(router.state.contacts) == {"c1"}
     finally:
         await router.stop()
