@@ -25,6 +25,9 @@ OFFER_GRACE_S = 60.0  # an offer past its expiry by more than this should have b
 PLACE_GRACE_S = 60.0  # a contact that arrived longer ago than this should have been placed
 
 
+Key = tuple[str, str]  # (routing domain, agent or contact id)
+
+
 @dataclass
 class _Agent:
     channels: dict[str, int] = field(default_factory=dict)
@@ -47,24 +50,26 @@ class _Contact:
 
 @dataclass
 class Checker:
-    agents: dict[str, _Agent] = field(default_factory=dict)
-    contacts: dict[str, _Contact] = field(default_factory=dict)
-    offers: dict[str, tuple[str, float]] = field(default_factory=dict)  # open offers: id -> (contact, expires)
+    agents: dict[Key, _Agent] = field(default_factory=dict)
+    contacts: dict[Key, _Contact] = field(default_factory=dict)
+    offers: dict[str, tuple[Key, float]] = field(default_factory=dict)  # open offers: id -> (contact, expires)
     violations: list[str] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
 
     def feed(self, event: RecordedEvent) -> None:
         self.counts["events"] += 1
-        key = event.stream_id.split(":", 1)[1]
-        category = event.stream_id.split("-", 1)[0]
+        # Agents and contacts are known by (routing domain, id): the log holds every domain,
+        # and an agent id chosen by one domain's admin may well be used in another.
+        head, _, key = event.stream_id.partition(":")
+        category, _, domain = head.partition("-")
         if category == "agent":
-            self._agent(key, event)
+            self._agent((domain, key), event)
         elif category == "contact":
-            self._contact(key, event)
+            self._contact((domain, key), event)
 
     # -- agents ---------------------------------------------------------------------------
 
-    def _agent(self, agent_id: str, event: RecordedEvent) -> None:
+    def _agent(self, agent_id: Key, event: RecordedEvent) -> None:
         agent = self.agents.setdefault(agent_id, _Agent())
         data = event.data
         if event.type in (ev.AGENT_REGISTERED, ev.AGENT_UPDATED):
@@ -84,17 +89,17 @@ class Checker:
         elif event.type == ev.AGENT_FREED:
             agent.engaged.pop(data["contact_id"], None)
 
-    def _capacity(self, agent_id: str, agent: _Agent, channel: str, event: RecordedEvent) -> None:
+    def _capacity(self, agent_id: Key, agent: _Agent, channel: str, event: RecordedEvent) -> None:
         used = list(agent.reserved.values()) + list(agent.engaged.values())
         on_channel = used.count(channel)
         if on_channel > agent.channels.get(channel, 0) or len(used) > agent.total:
             self.violations.append(
-                f"agent {agent_id} above capacity at position {event.position}: {on_channel} on {channel} "
+                f"agent {_named(agent_id)} above capacity at position {event.position}: {on_channel} on {channel} "
                 f"(capacity {agent.channels.get(channel, 0)}), {len(used)} in total (capacity {agent.total})")
 
     # -- contacts -------------------------------------------------------------------------
 
-    def _contact(self, contact_id: str, event: RecordedEvent) -> None:
+    def _contact(self, contact_id: Key, event: RecordedEvent) -> None:
         contact = self.contacts.setdefault(contact_id, _Contact())
         data = event.data
         kind = event.type
@@ -126,29 +131,30 @@ class Checker:
             contact.assignee = None
             self.counts[kind] += 1
 
-    def _assigned(self, contact_id: str, contact: _Contact, data: dict[str, Any], event: RecordedEvent) -> None:
+    def _assigned(self, contact_id: Key, contact: _Contact, data: dict[str, Any], event: RecordedEvent) -> None:
         self.counts["assigned"] += 1
-        agent_id = data["agent_id"]
+        agent_id = data["agent_id"]  # an agent of the contact's own domain
+        name = _named(contact_id)
         if contact.finished:
-            self.violations.append(f"contact {contact_id} assigned to {agent_id} after it ended (position "
+            self.violations.append(f"contact {name} assigned to {agent_id} after it ended (position "
                                    f"{event.position})")
         if contact.assignee is not None and contact.assignee != agent_id:
-            self.violations.append(f"contact {contact_id} assigned to {agent_id} while {contact.assignee} "
+            self.violations.append(f"contact {name} assigned to {agent_id} while {contact.assignee} "
                                    f"still had it (position {event.position})")
         contact.assignee = agent_id
-        agent = self.agents.get(agent_id, _Agent())
+        agent = self.agents.get((contact_id[0], agent_id), _Agent())
         for req in contact.hard:
             if not _meets(agent, req, contact.channel):
-                self.violations.append(f"contact {contact_id} assigned to {agent_id}, who does not meet the hard "
+                self.violations.append(f"contact {name} assigned to {agent_id}, who does not meet the hard "
                                        f"requirement {req['kind']} {req['name']} (position {event.position})")
 
-    def _kept_hard(self, contact_id: str, contact: _Contact, now_required: list[dict[str, Any]],
+    def _kept_hard(self, contact_id: Key, contact: _Contact, now_required: list[dict[str, Any]],
                    event: RecordedEvent) -> None:
         for req in contact.hard:
             if not any(r["kind"] == req["kind"] and r["name"] == req["name"]
                        and int(r.get("min_level", 0)) >= int(req.get("min_level", 0)) for r in now_required):
                 self.violations.append(f"escalation relaxed the hard requirement {req['kind']} {req['name']} "
-                                       f"of contact {contact_id} (position {event.position})")
+                                       f"of contact {_named(contact_id)} (position {event.position})")
 
     # -- the verdict ----------------------------------------------------------------------
 
@@ -156,13 +162,13 @@ class Checker:
         violations = list(self.violations)
         for offer_id, (contact_id, expires_s) in self.offers.items():
             if expires_s + OFFER_GRACE_S < now_s:
-                violations.append(f"offer {offer_id} for contact {contact_id} expired and was never resolved")
+                violations.append(f"offer {offer_id} for contact {_named(contact_id)} expired and was never resolved")
         waiting = 0
         for contact_id, contact in self.contacts.items():
             if contact.arrived_s is None or contact.finished:
                 continue
             if not contact.placed and contact.arrived_s + PLACE_GRACE_S < now_s:
-                violations.append(f"contact {contact_id} arrived and was never placed in a queue")
+                violations.append(f"contact {_named(contact_id)} arrived and was never placed in a queue")
             waiting += 1
         return {
             "ok": not violations,
@@ -172,6 +178,12 @@ class Checker:
             "open_offers": len(self.offers), "not_finished": waiting,
             "violations": violations[:200], "violation_count": len(violations),
         }
+
+
+def _named(key: Key) -> str:
+    """An agent's or contact's id as a report names it: the domain only when not the default."""
+    domain, entity_id = key
+    return entity_id if domain == "default" else f"{entity_id} (domain {domain})"
 
 
 def _meets(agent: _Agent, req: dict[str, Any], channel: str | None) -> bool:

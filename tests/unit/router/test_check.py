@@ -77,3 +77,20 @@ def test_relaxed_hard_requirement_and_unqualified_agent_are_caught() -> None:
     report = run(AGENT + arrive() + relaxed + offer("o1", "a2") + assign("o1", "a2"))
     assert any("relaxed the hard requirement" in v for v in report["violations"])
     assert any("does not meet the hard requirement" in v for v in report["violations"])
+
+
+def test_the_same_agent_id_in_two_routing_domains_is_two_agents() -> None:
+    # Each domain's a1 (capacity 1) holds one offer: nobody is above capacity, and the
+    # assignment in the other domain is judged against that domain's a1 (no sign language).
+    other = [("agent-branch_b:a1", ev.AGENT_REGISTERED, {"channels": {"phone": 1}, "total_capacity": 1,
+                                                         "skills": {"general": 3}, "languages": ["zh"]})]
+    b_contact = "contact-branch_b:c1"
+    b_offer = [(b_contact, ev.OFFER_MADE, {"offer_id": "b-o1", "agent_id": "a1", "expires_at_s": NOW + 20}),
+               ("agent-branch_b:a1", ev.AGENT_RESERVED, {"offer_id": "b-o1", "channel": "phone"})]
+    report = run(AGENT + other + arrive() + offer("o1", "a1") + arrive(b_contact) + b_offer
+                 + assign("b-o1", "a1", b_contact)[:2])
+    assert not any("above capacity" in v for v in report["violations"]), report["violations"]
+    assert report["agents"] == 3
+    assert report["violations"] == [
+        "contact c1 (domain branch_b) assigned to a1, who does not meet the hard requirement skill sign_language "
+        f"(position {len(AGENT + other + arrive() + offer('o1', 'a1') + arrive(b_contact) + b_offer) + 2})"]
