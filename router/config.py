@@ -23,6 +23,10 @@ class Settings:
     domain: str = "default"
     log_level: str = "INFO"
     event_loop: str = "uvloop"  # or "asyncio" (the standard library's loop)
+    # Group-commit transactions the event store keeps running at once (StoreSettings): more
+    # gives a machine with spare cores for the database more appends/s, at the cost of the log
+    # followers' lag (each running batch can hold the others' rows behind the horizon).
+    store_batches_in_flight: int = 2
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -34,9 +38,19 @@ class Settings:
             "gateway_secrets_file": Path(env["ROUTER_GATEWAY_SECRETS"]) if env.get("ROUTER_GATEWAY_SECRETS") else None,
             "log_level": env.get("ROUTER_LOG_LEVEL", "INFO"),
             "event_loop": env.get("ROUTER_EVENT_LOOP", "uvloop"),
+            "store_batches_in_flight": _whole_number(env, "ROUTER_STORE_BATCHES_IN_FLIGHT", 2, 1, 16),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, not {raw[:40]!r}")
+    return int(raw)
 
 
 @dataclass(frozen=True, slots=True)

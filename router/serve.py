@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 
 from aiohttp import web
 
+from eventstore.postgres import StoreSettings
+
 from .app import AppConfig, build_app
 from .config import Settings, load_credentials
 from .embedded import EmbeddedPostgres
@@ -47,7 +49,8 @@ def serve(settings: Settings, *, demo: bool, workers: int = 1) -> int:
     credentials = load_credentials(settings)
     with database(settings) as dsn:
         upgrade(dsn)
-        app = build_app(AppConfig(settings, credentials, dsn, demo=demo))
+        store_settings = StoreSettings(max_inflight_batches=settings.store_batches_in_flight)
+        app = build_app(AppConfig(settings, credentials, dsn, store_settings=store_settings, demo=demo))
         kept = "set by ROUTER_ADMIN_TOKEN" if settings.admin_token else f"kept in {settings.var_dir}/admin-token"
         print(f"contact router on http://{settings.host}:{settings.port}  (pages: /admin, /desk)\n"
               f"admin token ({kept}): {credentials.admin_token}", flush=True)
