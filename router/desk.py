@@ -74,7 +74,8 @@ class DeskHub:
     def connect(self, agent_id: str, socket: Socket) -> Desk:
         old = self.desks.pop(agent_id, None)
         if old is not None:  # one desk per agent: the newest wins
-            old.outbox.put_nowait({"type": "error", "code": "replaced", "message": "this desk was opened elsewhere"})
+            old.outbox.put_nowait({"type": "error", "code": "replaced", "message": "this desk was opened elsewhere",
+                                   "ref": None})
             old.outbox.put_nowait({"type": "_close"})
         desk = Desk(agent_id, socket)
         desk.writer = asyncio.create_task(self._write(desk), name=f"desk-{agent_id}")

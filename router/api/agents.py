@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import ValidationError
 
 from ..agents import AgentChanges, AgentDirectory, AgentExists, NewAgent, UnknownAgent
@@ -16,8 +16,11 @@ from ..commands import CommandError, accept, complete, reject, set_presence, tra
 from ..decide import Decision
 from ..desk import Desk, DeskHub
 from ..service import RouterService
+from eventstore import EventStoreError
+
 from . import keys
 from .auth import bearer, require_admin
+from .channels import read_limited_body
 from .errors import ApiError
 from .openapi import error_responses
 
@@ -38,9 +41,9 @@ def _validation_error(exc: ValidationError) -> ApiError:
 
 
 async def _json(request: web.Request) -> Any:
-    body = await request.content.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
-        raise ApiError(413, "payload_too_large", f"the body is over {MAX_BODY} bytes")
+    # The whole body, however it was split on the wire (`content.read(n)` returns only what
+    # has arrived so far, so a body in two TCP segments was read half and refused).
+    body = await read_limited_body(request, MAX_BODY)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -123,7 +126,15 @@ async def desk_socket(request: web.Request) -> web.StreamResponse:
     router, hub = request.app[ROUTER], request.app[HUB]
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_BODY)
     await ws.prepare(request)
-    await _presence_event(router, agent_id, "AgentConnected")
+    try:
+        await _presence_event(router, agent_id, "AgentConnected")
+    except EventStoreError as exc:
+        # Without its connection on record the router cannot offer this desk anything: say
+        # why and close, rather than leave a desk open that would never get an offer.
+        log.warning("desk of %s refused: its connection could not be recorded (%s)", agent_id, exc)
+        await ws.send_str(orjson.dumps(_UNAVAILABLE | {"ref": None}).decode())
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"router unavailable")
+        return ws
     desk = hub.connect(agent_id, ws)
     pinger = asyncio.create_task(_ping(ws, desk, hub))
     try:
@@ -131,12 +142,39 @@ async def desk_socket(request: web.Request) -> web.StreamResponse:
             if message.type == WSMsgType.TEXT:
                 await _handle(router, hub, desk, message.data)
             elif message.type == WSMsgType.BINARY:
-                hub.send(desk, {"type": "error", "code": "invalid_message", "message": "send JSON text frames"})
+                hub.send(desk, {"type": "error", "code": "invalid_message", "message": "send JSON text frames",
+                                "ref": None})
     finally:
         pinger.cancel()
         if hub.disconnect(desk):
-            await _presence_event(router, agent_id, "AgentDisconnected")
+            try:
+                await _presence_event(router, agent_id, "AgentDisconnected")
+            except EventStoreError as exc:
+                # The agent is gone whether or not the database is there to hear it; until it
+                # is on record the router still counts the desk as connected, so keep trying.
+                log.warning("the disconnection of %s could not be recorded (%s); retrying", agent_id, exc)
+                task = asyncio.create_task(_record_disconnect_later(router, hub, agent_id))
+                _RETRIES.add(task)
+                task.add_done_callback(_RETRIES.discard)
     return ws
+
+
+_RETRIES: set[asyncio.Task[None]] = set()  # strong references: the loop keeps only weak ones
+
+
+async def _record_disconnect_later(router: RouterService, hub: DeskHub, agent_id: str,
+                                   every_s: float = 1.0, give_up_s: float = 600.0) -> None:
+    deadline = time.monotonic() + give_up_s
+    while time.monotonic() < deadline:
+        await asyncio.sleep(every_s)
+        if agent_id in hub.desks:  # back already: its new connection is on record instead
+            return
+        try:
+            await _presence_event(router, agent_id, "AgentDisconnected")
+            return
+        except EventStoreError:
+            continue
+    log.error("gave up recording the disconnection of %s after %.0f s", agent_id, give_up_s)
 
 
 async def _presence_event(router: RouterService, agent_id: str, type_: str) -> None:
@@ -164,6 +202,12 @@ async def _ping(ws: web.WebSocketResponse, desk: Desk, hub: DeskHub) -> None:
         hub.send(desk, {"type": "ping", "at": time.time()})
 
 
+_UNAVAILABLE: dict[str, Any] = {
+    "type": "error", "code": "unavailable",
+    "message": "the router cannot store this right now (database unavailable); nothing changed, try again shortly",
+}
+
+
 def _commands(router: RouterService, agent_id: str, msg: dict[str, Any]) -> Decision:
     state, now_s = router.state, time.time()
     kind = msg.get("type")
@@ -188,10 +232,13 @@ async def _handle(router: RouterService, hub: DeskHub, desk: Desk, text: str) ->
     try:
         msg = orjson.loads(text)
     except orjson.JSONDecodeError:
-        hub.send(desk, {"type": "error", "code": "invalid_json", "message": "the message is not valid JSON"})
+        hub.send(desk, {"type": "error", "code": "invalid_json", "message": "the message is not valid JSON",
+                        "ref": None})
         return
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
-        hub.send(desk, {"type": "error", "code": "invalid_message", "message": "a message is an object with a type"})
+        ref = msg.get("ref") if isinstance(msg, dict) else None
+        hub.send(desk, {"type": "error", "code": "invalid_message", "message": "a message is an object with a type",
+                        "ref": ref if isinstance(ref, (str, int)) else None})
         return
     if msg["type"] == "pong":
         desk.last_pong = time.monotonic()
@@ -203,6 +250,12 @@ async def _handle(router: RouterService, hub: DeskHub, desk: Desk, text: str) ->
                 return
         except CommandError as exc:
             hub.send(desk, {"type": "error", "code": exc.code, "message": exc.message, "ref": ref})
+            return
+        except EventStoreError as exc:
+            # E.g. the database is away: the command is not stored, the desk stays open and the
+            # agent is told to try again (nothing changed).
+            log.warning("desk command %s of %s not stored: %s", msg["type"], desk.agent_id, exc)
+            hub.send(desk, _UNAVAILABLE | {"ref": ref})
             return
         await asyncio.sleep(0.02 * (attempt + 1))  # something changed meanwhile: decide again on fresh state
     hub.send(desk, {"type": "error", "code": "busy", "message": "the contact kept changing; try again", "ref": ref})

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
 
+import asyncpg
 import pytest
 import websockets
 from aiohttp.test_utils import TestClient, TestServer
@@ -18,7 +19,7 @@ from channels.native import example_events
 from policies.vocabulary import Channel
 from router.app import build_app
 from tests.conftest import reset_database
-from tests.e2e.conftest import Api, make_config
+from tests.e2e.conftest import ADMIN_TOKEN, Api, make_config
 
 
 @pytest.fixture
@@ -151,11 +152,52 @@ async def test_bad_messages_get_error_frames_and_the_desk_stays_open(routed: Api
     try:
         await ws.send(raw)
         error = await desk.expect("error")
-        assert error["code"] == code and error["message"]
+        assert error["code"] == code and error["message"] and "ref" in error  # the brief: code, message, ref
         await desk.send(type="state", state="away", reason="still here")
         assert (await desk.expect("state"))["state"] == "away"  # the connection still works
     finally:
         await ws.close()
+
+
+async def test_a_command_the_store_cannot_take_gets_an_error_frame_and_the_desk_stays_open(routed: Api) -> None:
+    """The database refusing every append (here: the append function renamed away, which the
+    store reports as unavailable) must not drop the desk: an `unavailable` error, nothing
+    changed, and the same command works once the database is back."""
+    ws, desk = await open_desk(routed, await new_agent(routed, "a1"))
+    conn = await asyncpg.connect(routed.dsn)
+    try:
+        before = await conn.fetchval("SELECT count(*) FROM events")
+        await conn.execute("ALTER FUNCTION cr_append RENAME TO cr_append_away")
+        try:
+            await desk.send(type="state", state="away", reason="lunch", ref="r-1")
+            error = await desk.expect("error")
+            assert (error["code"], error["ref"]) == ("unavailable", "r-1"), error
+            assert await conn.fetchval("SELECT count(*) FROM events") == before
+        finally:
+            await conn.execute("ALTER FUNCTION cr_append_away RENAME TO cr_append")
+        await desk.send(type="state", state="away", reason="lunch")
+        assert (await desk.expect("state"))["state"] == "away"  # the same connection, working again
+    finally:
+        await conn.close()
+        await ws.close()
+
+
+async def test_an_agent_body_sent_in_pieces_is_read_whole(routed: Api) -> None:
+    body = json.dumps({"id": "slow", "name": "Slow", "skills": {"fraud": 3}, "languages": ["zh"],
+                       "channels": {"phone": 1}}).encode()
+    reader, writer = await asyncio.open_connection(routed.client.host, routed.client.port)
+    try:
+        writer.write(b"POST /v1/agents HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Authorization: Bearer " + ADMIN_TOKEN.encode() + b"\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body[:10])
+        await writer.drain()
+        await asyncio.sleep(0.2)  # the server has the first piece and waits for the rest
+        writer.write(body[10:])
+        await writer.drain()
+        status_line = await reader.readline()
+    finally:
+        writer.close()
+    assert b" 201 " in status_line, status_line
 
 
 async def test_desk_needs_a_valid_token(routed: Api) -> None:
