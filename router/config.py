@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 from collections.abc import Mapping
@@ -10,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 GATEWAYS = ("phone", "webchat", "video", "app")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,12 @@ def load_credentials(settings: Settings) -> Credentials:
     secrets_file = settings.gateway_secrets_file or settings.var_dir / "gateway-secrets.json"
     if not secrets_file.exists():
         _write_private(secrets_file, json.dumps({g: secrets.token_hex(32) for g in GATEWAYS}, indent=2) + "\n")
-    return Credentials(token, parse_gateway_secrets(json.loads(secrets_file.read_text())))
+    gateway_secrets = parse_gateway_secrets(json.loads(secrets_file.read_text()))
+    missing = [g for g in GATEWAYS if g not in gateway_secrets]
+    if missing:
+        log.warning("no secret for the %s gateway(s) in %s: their events are refused (401)",
+                    ", ".join(missing), secrets_file)
+    return Credentials(token, gateway_secrets)
 
 
 def parse_gateway_secrets(raw: object) -> dict[str, tuple[str, ...]]:

@@ -61,6 +61,10 @@ def _check_rate(request: web.Request, channel: Channel) -> None:
 
 def _check_signature(request: web.Request, channel: Channel, body: bytes) -> None:
     secrets = request.app[keys.CREDENTIALS].gateway_secrets.get(channel.value, ())
+    if not secrets:  # a secrets file that leaves this gateway out: nothing can be verified
+        raise ApiError(401, "gateway_not_configured",
+                       f"no secret is configured for the {channel.value} gateway; the router's admin must add "
+                       "one to the gateway secrets file", headers={"WWW-Authenticate": "X-Router-Signature"})
     try:
         verify_signature(body, request.headers.get("X-Router-Timestamp"), request.headers.get("X-Router-Signature"),
                          secrets, now_s=time.time())
@@ -70,9 +74,10 @@ def _check_signature(request: web.Request, channel: Channel, body: bytes) -> Non
 
 async def post_channel_event(request: web.Request) -> web.Response:
     channel = channel_from(request)
-    _check_rate(request, channel)
     body = await read_limited_body(request, MAX_BODY_BYTES)
     _check_signature(request, channel, body)
+    # After the signature: unsigned requests must not spend the real gateway's allowance.
+    _check_rate(request, channel)
     try:
         native = parse_native(channel, body)
     except NativeEventError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import time
 import uuid
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from channels.native import example_events
-from channels.security import sign
+from channels.security import sign, signed_headers
 from policies.vocabulary import Channel
 from router.app import build_app
 from tests.e2e.conftest import SECRETS, Api, make_config
@@ -188,13 +189,42 @@ async def test_rate_limit_answers_429_with_retry_after(database_url: str) -> Non
     await client.start_server()
     try:
         api = Api(client, database_url)
-        statuses = [(await api.post_event("phone", phone_start(f"rl-{i}")))[0] for i in range(4)]
-        assert statuses[:2] == [202, 202] and 429 in statuses[2:]
-        body = phone_start("rl-x")
-        async with client.post("/v1/channels/phone/events", json=body) as resp:
-            assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
-        assert SECRETS  # the other gateways have their own buckets
+        for i in range(5):  # unsigned: refused, and they must not spend the real gateway's allowance
+            async with client.post("/v1/channels/phone/events", json=phone_start(f"rl-forged-{i}")) as resp:
+                assert resp.status == 401
+        statuses, retry_after = [], []
+        for i in range(4):
+            raw = json.dumps(phone_start(f"rl-{i}")).encode()
+            headers = {**signed_headers(raw, SECRETS["phone"][0], int(time.time())), "Content-Type": "application/json"}
+            async with client.post("/v1/channels/phone/events", data=raw, headers=headers) as resp:
+                statuses.append(resp.status)
+                retry_after.append(resp.headers.get("Retry-After"))
+        assert statuses[:2] == [202, 202] and 429 in statuses[2:], statuses
+        assert int(retry_after[statuses.index(429)]) >= 1
         assert (await api.post_event("webchat", fresh(example_events(Channel.WEBCHAT)[0], "rl-w")))[0] == 202
+        assert await api.event_count() == 3  # two phone starts and the web chat, nothing of the refused
+    finally:
+        await client.close()
+
+
+async def test_a_gateway_without_a_configured_secret_is_refused_clearly(database_url: str) -> None:
+    from dataclasses import replace
+
+    from tests.conftest import reset_database
+
+    await reset_database(database_url)
+    config = make_config(database_url)
+    secrets = {k: v for k, v in config.credentials.gateway_secrets.items() if k != "app"}
+    client = TestClient(TestServer(build_app(replace(config, credentials=replace(config.credentials,
+                                                                                   gateway_secrets=secrets)))))
+    await client.start_server()
+    try:
+        api = Api(client, database_url)
+        status, body = await api.post_event("app", fresh(example_events(Channel.APP)[0], "nosecret"),
+                                            secret="any-secret-at-all-0123456789")
+        assert (status, body["error"]["code"]) == (401, "gateway_not_configured"), body
+        assert "app" in body["error"]["message"]
+        assert await api.event_count() == 0
     finally:
         await client.close()
 
