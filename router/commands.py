@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from policies.engine import CompiledPolicy
 from policies.plan import Requirement, RequirementKind
+from policies.timeline import merge as merge_requirements, queue_requirements
 from policies.vocabulary import Channel, Presence
 
 from . import events as ev
-from .decide import Decision, Part, merge, requirements_of
+from .decide import Decision, Part, merge, qualification_gaps, requirements_of, roster_can_serve
 from .state import ASSIGNED, DONE, AgentState, ContactState, Offer, RouterState
 
 DEFAULT_WRAPUP_S = 30.0
@@ -144,14 +146,37 @@ def set_presence(state: RouterState, agent_id: str, wanted: object, reason: obje
 
 
 def transfer(state: RouterState, agent_id: str, contact_id: object, to_queue: object, to_agent: object,
-             note: object, now_s: float) -> Decision:
+             note: object, now_s: float, *, policy: CompiledPolicy | None = None) -> Decision:
+    """Hand a held contact to a queue of the active `policy` or to a named agent.
+
+    The contact keeps its hard requirements either way, and a queue adds its own (a transfer
+    to the supervisors' complaints queue needs a supervisor). A transfer that nobody on the
+    roster could ever take is refused here, with the reason, rather than left waiting
+    silently. Without a policy (pure tests) any queue id is taken as it is."""
     agent = _agent(state, agent_id)
     contact = _held_contact(state, agent_id, contact_id)
     if bool(to_queue) == bool(to_agent) or not isinstance(to_queue or to_agent, str):
         raise CommandError("invalid_message", "give exactly one of to_queue or to_agent")
-    if to_agent and (to_agent not in state.agents or to_agent == agent_id):
-        raise CommandError("unknown_agent", f"cannot transfer to agent {to_agent!r}")
     hard = tuple(r for r in requirements_of(contact) if r.hard and r.kind is not RequirementKind.AGENT)
+    channel = contact.facts.channel if contact.facts is not None else None
+    if to_queue and policy is not None:
+        queue = policy.queues.get(str(to_queue))
+        if queue is None:
+            raise CommandError("unknown_queue", f"no queue {str(to_queue)[:80]!r} in the active policy; "
+                                                f"queues: {', '.join(sorted(policy.queues))}")
+        if contact.facts is not None:
+            hard = merge_requirements(hard, queue_requirements(queue, contact.facts, policy.home_language))
+        if channel is not None and not roster_can_serve(state, hard, channel):
+            wanted = ", ".join(r.describe() for r in hard) or "no requirement"
+            raise CommandError("no_agent_can_serve", f"no agent on the roster serves {channel.value} with {wanted} "
+                                                     f"in queue {to_queue}")
+    if to_agent:
+        target_agent = state.agents.get(str(to_agent))
+        if target_agent is None or to_agent == agent_id or target_agent.snapshot is None:
+            raise CommandError("unknown_agent", f"cannot transfer to agent {str(to_agent)[:80]!r}")
+        gaps = qualification_gaps(target_agent.snapshot, hard, channel) if channel is not None else ()
+        if gaps:
+            raise CommandError("agent_cannot_serve", f"agent {to_agent} cannot take this contact: {'; '.join(gaps)}")
     target = (Requirement(RequirementKind.AGENT, str(to_agent), hard=True),) if to_agent else ()
     base = {"contact_id": contact.contact_id, "at_s": now_s}
     moved = {**base, "from_agent": agent_id, "to_queue": to_queue or None, "to_agent": to_agent or None,

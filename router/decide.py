@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,21 +117,34 @@ def servability_gaps(state: RouterState, facts: ContactFacts, plan: RoutingPlan)
     step; [] when at least one could (presence and load aside)."""
     final = requirements_at(plan, math.inf)
     wanted = ", ".join(r.describe() for r in final) or "no requirement"
+    if roster_can_serve(state, final, facts.channel):
+        return []
+    return [f"no agent on the roster serves {facts.channel.value} with {wanted}"]
+
+
+def roster_can_serve(state: RouterState, requirements: Sequence[Requirement], channel: Channel) -> bool:
+    """Whether any agent on the roster could take such a contact (presence and load aside)."""
     # A skill level nobody on the roster has is known from the counts; scanning the agents
     # to find that out would cost a look at every one of them (thousands) per arrival.
-    if any(r.kind is RequirementKind.SKILL and state.best_roster_level(r.name) < max(r.min_level, 1) for r in final):
-        return [f"no agent on the roster serves {facts.channel.value} with {wanted}"]
-    for agent_id in _requirement_set(state, final):
+    if any(r.kind is RequirementKind.SKILL and state.best_roster_level(r.name) < max(r.min_level, 1)
+           for r in requirements):
+        return False
+    for agent_id in _requirement_set(state, requirements):
         snap = state.agents[agent_id].snapshot
-        if snap is not None and _qualifies(snap, final, facts.channel):
-            return []
-    return [f"no agent on the roster serves {facts.channel.value} with {wanted}"]
+        if snap is not None and _qualifies(snap, requirements, channel):
+            return True
+    return False
 
 
 def _qualifies(snap: AgentSnapshot, requirements: Iterable[Requirement], channel: Channel) -> bool:
     """Skills, languages and channel, whatever the agent is doing now."""
-    reasons = ineligibility(_as_free(snap), tuple(requirements), _CHANNEL_ONLY[channel])
-    return not reasons
+    return not qualification_gaps(snap, requirements, channel)
+
+
+def qualification_gaps(snap: AgentSnapshot, requirements: Iterable[Requirement], channel: Channel) -> tuple[str, ...]:
+    """Why this agent could never take such a contact (skills, languages, channel), whatever
+    it is doing now; () when it could."""
+    return ineligibility(_as_free(snap), tuple(requirements), _CHANNEL_ONLY[channel])
 
 
 def _as_free(snap: AgentSnapshot) -> AgentSnapshot:

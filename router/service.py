@@ -113,6 +113,10 @@ class RouterService:
         self._scheduler.shutdown()
         self._kick.set()
 
+    def current_policy(self) -> CompiledPolicy:
+        """The routing policy in force now (the one the next round decides with)."""
+        return self._policy()
+
     @property
     def is_leader(self) -> bool:
         return self.epoch is not None

@@ -223,7 +223,7 @@ def _commands(router: RouterService, agent_id: str, msg: dict[str, Any]) -> Deci
         return wrapup_done(state, agent_id, now_s)
     if kind == "transfer":
         return transfer(state, agent_id, msg.get("contact_id"), msg.get("to_queue"), msg.get("to_agent"),
-                        msg.get("note"), now_s)
+                        msg.get("note"), now_s, policy=router.current_policy())
     raise CommandError("unknown_type", f"unknown message type {kind!r}; expected accept, reject, state, "
                                        "complete, wrapup_done, transfer or pong")
 

@@ -136,6 +136,32 @@ async def test_a_reject_goes_to_the_next_agent(routed: Api) -> None:
         await ws2.close()
 
 
+async def test_a_transfer_over_the_desk_is_checked_then_offered_to_the_named_agent(routed: Api) -> None:
+    ws1, desk1 = await open_desk(routed, await new_agent(routed, "a1"))
+    await desk1.send(type="state", state="available")
+    await desk1.expect("state")
+    ws2, desk2 = await open_desk(routed, await new_agent(routed, "a2", channels={"phone": 1}))
+    try:
+        contact_id = await arrive(routed, "route-transfer")
+        offer = await desk1.expect("offer")  # a2 is still away
+        await desk1.send(type="accept", offer_id=offer["offer_id"])
+        await desk1.expect("assigned")
+        await desk1.send(type="transfer", contact_id=contact_id, to_queue="no-such-queue", note="x")
+        error = await desk1.expect("error")
+        assert (error["code"], error["ref"]) == ("unknown_queue", contact_id), error
+        await desk2.send(type="state", state="available")
+        await desk2.expect("state")
+        await desk1.send(type="transfer", contact_id=contact_id, to_agent="a2", note="needs a colleague")
+        handed = await desk2.expect("offer")
+        assert handed["contact"]["id"] == contact_id
+        _, contact = await routed.get(f"/v1/contacts/{contact_id}")
+        moved = [e for e in contact["events"] if e["type"] == "ContactTransferred"]
+        assert len(moved) == 1 and moved[0]["data"]["to_agent"] == "a2"  # the refused one left nothing
+    finally:
+        await ws1.close()
+        await ws2.close()
+
+
 @pytest.mark.parametrize("raw,code", [
     ("not json", "invalid_json"),
     ('["a list"]', "invalid_message"),

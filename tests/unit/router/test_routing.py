@@ -252,6 +252,32 @@ def test_transfer_to_a_named_agent_keeps_hard_requirements() -> None:
     assert offers(log, NOW + 31) == {"c1": "a3"}  # not a2, though a2 has been idle longer
 
 
+def test_transfer_is_refused_when_nobody_could_take_it_there() -> None:
+    log = Log()
+    log.agent("a1", skills={"fraud": 4, "complaints": 3}, languages=("zh",))
+    log.agent("en_only", skills={"fraud": 5}, languages=("en",))
+    log.agent("chat_only", skills={"fraud": 5}, channels={"webchat": 3})
+    placed(log, "c1", intent=Intent.FRAUD)
+    offers(log)
+    log.commit(accept(log.state, "a1", log.state.contacts["c1"].offer.offer_id, NOW + 1))
+    version = log.state.contacts["c1"].version
+    for to_agent, words in (("en_only", "does not speak zh"), ("chat_only", "does not serve channel phone")):
+        with pytest.raises(CommandError) as refused:
+            transfer(log.state, "a1", "c1", None, to_agent, "", NOW + 30, policy=POLICY)
+        assert refused.value.code == "agent_cannot_serve" and words in refused.value.message
+    with pytest.raises(CommandError) as refused:
+        transfer(log.state, "a1", "c1", "no-such-queue", None, "", NOW + 30, policy=POLICY)
+    assert refused.value.code == "unknown_queue" and "complaints_supervisor" in refused.value.message
+    # The supervisors' queue needs complaints 4 and senior 3: nobody here has them.
+    with pytest.raises(CommandError) as refused:
+        transfer(log.state, "a1", "c1", "complaints_supervisor", None, "", NOW + 30, policy=POLICY)
+    assert refused.value.code == "no_agent_can_serve" and "senior" in refused.value.message
+    assert log.state.contacts["c1"].version == version  # nothing decided, nothing changed
+    log.agent("sup", skills={"complaints": 4, "senior": 3, "fraud": 3}, at_s=NOW + 20)
+    log.commit(transfer(log.state, "a1", "c1", "complaints_supervisor", None, "angry", NOW + 30, policy=POLICY))
+    log.commit(wrapup_done(log.state, "a1", NOW + 31))
+    assert log.state.contacts["c1"].queue_id == "complaints_supervisor"
+    assert offers(log, NOW + 31) == {"c1": "sup"}  # the queue's own requirements came with it
 def test_disconnect_grace_revokes_offers_after_the_grace_only() -> None:
     log = Log()
     log.agent("a1")
