@@ -103,12 +103,13 @@ class AgentDirectory:
     async def _append(self, agent_id: str, type_: str, data: dict[str, Any], actor: str, expected: Any) -> None:
         stream = self.stream(agent_id)
         data = {**data, "at_s": time.time()}
-        event = NewEvent(type_, data, {"actor": actor})
+        metadata = ev.metadata(actor=actor, correlation_id=agent_id, channel="admin")
+        event = NewEvent(type_, data, metadata)
         result = await self._router.store.append(stream, [event], expected)
         # Apply at once, so the caller's next request (e.g. the desk connecting with the new
         # token) sees it on this instance without waiting for the subscription.
         self._router.state.apply(RecordedEvent(event.event_id, stream, result.last_version, result.last_position,
-                                               0, type_, data, {"actor": actor}, datetime.now(timezone.utc)))
+                                               0, type_, data, metadata, datetime.now(timezone.utc)))
         self._router.notify_changed()
 
     def get(self, agent_id: str) -> AgentState:

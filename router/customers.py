@@ -26,6 +26,8 @@ from eventstore import ANY, NewEvent, RecordedEvent, stream_id_for
 from eventstore.port import EventStore
 from policies.vocabulary import CallbackWindow, Segment
 
+from .events import metadata
+
 PROFILE_IMPORTED = "CustomerProfileImported"
 _NAMESPACE = uuid.UUID("1b0f1f0e-8a57-4c55-9c3c-5f1d1a4b7e21")
 _HISTORY_WINDOW = timedelta(days=8)  # a little over the 7-day repeat window
@@ -123,6 +125,6 @@ def _profile_event(profile: CustomerProfile, actor: str, received_at: str) -> Ne
     return NewEvent(
         PROFILE_IMPORTED,
         data,
-        {"actor": actor, "received_at": received_at},
+        metadata(actor=actor, correlation_id=profile.customer_id, channel="admin", received_at=received_at),
         event_id=uuid.uuid5(_NAMESPACE, f"{profile.customer_id}:{digest}"),
     )

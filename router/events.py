@@ -48,7 +48,18 @@ the agent's streams together, atomically, at the versions the decision was based
 
 from __future__ import annotations
 
-from typing import Final
+from datetime import datetime, timezone
+from typing import Any, Final
+
+
+def metadata(*, actor: str, correlation_id: str, channel: str, causation_id: str | None = None,
+             received_at: str | None = None, **extra: Any) -> dict[str, Any]:
+    """What every event's metadata says (the brief): who wrote it (`actor`), the contact,
+    agent or policy it belongs to (`correlation_id`), the event it answers (`causation_id`,
+    None for a person's own request), the channel it concerns (a contact's channel, or
+    `admin`, `desk`, `router` for the router's own interfaces) and when it was received."""
+    return {"correlation_id": correlation_id, "causation_id": causation_id, "actor": actor, "channel": channel,
+            "received_at": received_at or datetime.now(timezone.utc).isoformat(), **extra}
 
 CONTACT_QUEUED: Final = "ContactQueued"
 CONTACT_UNROUTABLE: Final = "ContactUnroutable"

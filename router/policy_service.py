@@ -40,6 +40,8 @@ from policies.schema import PolicyDocument
 from policies.validate import ValidationReport, validate_document
 from policies.vocabulary import AgentProfile, AgentSnapshot
 
+from .events import metadata as ev_metadata
+
 log = logging.getLogger(__name__)
 
 POLICY_PUBLISHED = "PolicyPublished"
@@ -258,7 +260,8 @@ class PolicyService:
                       compiled: CompiledPolicy, based_on: int) -> Change:
         at = self._clock().isoformat()
         data = {**data, "at": at, "warnings": [i.to_json() for i in report.warnings]}
-        metadata = {"actor": data["author"], "received_at": at}
+        metadata = ev_metadata(actor=data["author"], correlation_id=f"policy:{data['version']}", channel="admin",
+                               received_at=at)
         event = NewEvent(kind, data, metadata)
         self._compiled_ahead[event.event_id] = compiled
         try:
@@ -289,7 +292,8 @@ class PolicyService:
                 "author": SYSTEM_ACTOR, "comment": "the default policy, published on first start",
                 "at": at, "warnings": [i.to_json() for i in validate_document(doc).warnings]}
         event_id = uuid.uuid5(_SEED_NAMESPACE, f"{self._domain}:default-policy")
-        event = NewEvent(POLICY_PUBLISHED, data, {"actor": SYSTEM_ACTOR, "received_at": at}, event_id=event_id)
+        event = NewEvent(POLICY_PUBLISHED, data, ev_metadata(actor=SYSTEM_ACTOR, correlation_id="policy:1", channel="router", received_at=at),
+                         event_id=event_id)
         try:
             await self._store.append(self.stream_id, [event], NO_STREAM)
         except ConcurrencyError:

@@ -27,7 +27,7 @@ from policies.engine import CompiledPolicy
 
 from . import events as ev
 from .commands import reactions
-from .decide import Decision, agents_in, contacts_in, next_offers, place
+from .decide import Decision, Part, agents_in, contacts_in, next_offers, place
 from .scheduler import TimerScheduler
 from .state import NEW, WAITING, RouterState
 from .timers import Timer, TimerSettings, fire, timers_for_agent, timers_for_contact
@@ -97,7 +97,8 @@ class RouterService:
 
     async def on_elected(self) -> None:
         result = await self.store.append(self._leader_stream, [NewEvent(ev.LEADER_ELECTED, {
-            "instance": self.settings.instance, "at_s": self._clock()})], ANY)
+            "instance": self.settings.instance, "at_s": self._clock()}, ev.metadata(
+                actor=f"router:{self.settings.instance}", correlation_id=self._leader_stream, channel="router"))], ANY)
         self.epoch = result.last_version
         self._scheduler = TimerScheduler(self._fire)
         self._scheduler.start()
@@ -313,7 +314,7 @@ class RouterService:
                     await asyncio.wait_for(landed.wait(), max(0.0, deadline - time.monotonic()))
                 except TimeoutError:
                     break
-            return await self.submit(decide(), fenced=False)
+            return await self.submit(decide(), fenced=False, actor=f"agent:{agent_id}")
         finally:
             left = self._commanding.pop(agent_id) - 1
             if left:
@@ -323,11 +324,13 @@ class RouterService:
 
     # -- appending --------------------------------------------------------------------------
 
-    async def submit(self, decision: Decision, *, fenced: bool = True) -> bool:
+    async def submit(self, decision: Decision, *, fenced: bool = True, actor: str | None = None) -> bool:
         """Append a decision atomically at its versions (and the leader epoch when fenced);
-        apply it at once on success. False when it was stale."""
+        apply it at once on success. False when it was stale. `actor`: who asked (an agent's
+        desk command); the router itself when None."""
         now = datetime.now(timezone.utc)
-        appends = [StreamAppend(p.stream_id, [self._new_event(p.stream_id, p.expected_version + i, t, d)
+        meta = self._metadata(decision, fenced, actor, now)
+        appends = [StreamAppend(p.stream_id, [self._new_event(p.stream_id, p.expected_version + i, t, d, meta(p))
                                               for i, (t, d) in enumerate(p.events)], p.expected_version)
                    for p in decision.parts]
         if fenced and self.epoch is not None:
@@ -355,17 +358,38 @@ class RouterService:
         self._after_change()
         return True
 
-    def _new_event(self, stream_id: str, version: int, type_: str, data: dict[str, object]) -> NewEvent:
+    def _metadata(self, decision: Decision, fenced: bool, actor: str | None,
+                  now: datetime) -> Callable[[Part], dict[str, object]]:
+        """Each part's metadata: the decision's channel, actor and time, and as its cause the
+        last event of the stream it was decided on (the state the decision answers)."""
+        contact = self.state.contacts.get(decision.contact_id) if decision.contact_id else None
+        if contact is not None and contact.facts is not None:
+            channel = contact.facts.channel.value
+        else:
+            channel = "router" if fenced else "desk"
+        common = ev.metadata(actor=actor or f"router:{self.settings.instance}", channel=channel,
+                             correlation_id=decision.contact_id or decision.agent_id or "",
+                             received_at=now.isoformat(), epoch=self.epoch)
+
+        def for_part(part: Part) -> dict[str, object]:
+            category, _, rest = part.stream_id.partition("-")
+            key = rest.partition(":")[2]
+            entity = (self.state.contacts if category == "contact" else self.state.agents).get(key)
+            cause = entity.last_event_id if entity is not None else None
+            return {**common, "causation_id": str(cause) if cause is not None else None}
+
+        return for_part
+
+    def _new_event(self, stream_id: str, version: int, type_: str, data: dict[str, object],
+                   metadata: dict[str, object] | None = None) -> NewEvent:
         # The id is derived from what is decided: a retried identical decision is a repeat,
         # a different decision at the same version is a conflict. One SHA-256 over where,
         # what and the data (canonical JSON), cut to a version-5-shaped UUID: this runs for
         # every event the router writes, and uuid5 of a hex digest cost twice as much.
         digest = hashlib.sha256(b"%s:%d:%s:%s" % (stream_id.encode(), version, type_.encode(),
                                                   orjson.dumps(data, option=orjson.OPT_SORT_KEYS))).digest()
-        event_id = uuid.UUID(bytes=digest[:16], version=5)
-        metadata = {"actor": f"router:{self.settings.instance}", "epoch": self.epoch,
-                    "correlation_id": str(data.get("contact_id") or data.get("agent_id") or "")}
-        return NewEvent(type_, data, metadata, event_id=event_id)
+        event_id = uuid.UUID(bytes=digest[:16], version=5)  # the metadata (who, when) is no part of it
+        return NewEvent(type_, data, metadata or {}, event_id=event_id)
 
 
 __all__ = ["RouterService", "RouterSettings", "WAITING"]

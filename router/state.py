@@ -12,6 +12,8 @@ level) let a decision look at a handful of agents instead of all.
 
 from __future__ import annotations
 
+from uuid import UUID
+
 import bisect
 import copy
 from collections import Counter, deque
@@ -63,6 +65,7 @@ class ContactState:
     callback_due: bool = False
     deadlines_done: set[str] = field(default_factory=set)
     end_reason: str | None = None
+    last_event_id: UUID | None = None  # the causation of what the router decides next about it
 
 
 @dataclass(slots=True)
@@ -83,6 +86,7 @@ class AgentState:
     missed_in_row: int = 0
     token_sha256: str | None = None
     snapshot: AgentSnapshot | None = None
+    last_event_id: UUID | None = None  # the causation of what the router decides next about it
 
 
 class Recent(dict[str, str]):
@@ -156,6 +160,7 @@ class RouterState:
         if event.version <= entity.version:
             return False
         entity.version = event.version
+        entity.last_event_id = event.event_id
         handler = handlers.get(event.type)
         if handler is not None:
             handler(self, entity, event.data)

@@ -122,7 +122,7 @@ def _history_entry(event: Any) -> dict[str, Any]:
     for secret in ("text", "transcript", "caller_number"):
         data.pop(secret, None)  # personal data stays in the log, out of this view
     return {
-        "version": event.version, "position": event.position, "type": event.type,
+        "event_id": str(event.event_id), "version": event.version, "position": event.position, "type": event.type,
         "recorded_at": event.recorded_at.isoformat(), "data": data,
         "metadata": {k: v for k, v in event.metadata.items() if k != "body_sha256"},
     }

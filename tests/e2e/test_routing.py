@@ -112,6 +112,25 @@ async def test_a_call_is_offered_accepted_completed_and_wrapped_up(routed: Api) 
             assert expected in types
         made = next(e for e in contact["events"] if e["type"] == "OfferMade")
         assert made["data"]["considered"]["strategy"] and made["data"]["reasons"]
+        # Every event says who, in answer to what, on which channel and when (the brief).
+        for event in contact["events"]:
+            assert {"correlation_id", "causation_id", "actor", "channel", "received_at"} <= event["metadata"].keys(), event
+            assert event["metadata"]["correlation_id"] == contact_id and event["metadata"]["channel"] == "phone"
+        by_type = {e["type"]: e for e in contact["events"]}
+        ids = {e["version"]: e for e in contact["events"]}
+        queued = by_type["ContactQueued"]
+        # The placement answers the arrival, the version just before it on the stream.
+        assert queued["metadata"]["causation_id"] == ids[queued["version"] - 1]["event_id"]
+        assert queued["metadata"]["actor"].startswith("router:")
+        assert by_type["OfferAccepted"]["metadata"]["actor"] == "agent:a1"
+        conn = await asyncpg.connect(routed.dsn)
+        try:  # the same for every event in the log: agents', the policy's, the leader's
+            rows = await conn.fetch("SELECT stream_id, type, metadata FROM events")
+        finally:
+            await conn.close()
+        assert {r["stream_id"].split("-")[0] for r in rows} >= {"contact", "agent", "policy", "router"}
+        for row in rows:
+            assert {"correlation_id", "causation_id", "actor", "channel", "received_at"} <= json.loads(row["metadata"]).keys(), row
     finally:
         await ws.close()
 
@@ -192,13 +211,16 @@ async def test_a_command_the_store_cannot_take_gets_an_error_frame_and_the_desk_
     ws, desk = await open_desk(routed, await new_agent(routed, "a1"))
     conn = await asyncpg.connect(routed.dsn)
     try:
-        before = await conn.fetchval("SELECT count(*) FROM events")
+        # The agent's own stream: the desk's commands are its only writer here (the leader
+        # may still be writing its election and the policy's events elsewhere).
+        mine = "SELECT count(*) FROM events WHERE stream_id LIKE 'agent-%:a1'"
+        before = await conn.fetchval(mine)
         await conn.execute("ALTER FUNCTION cr_append RENAME TO cr_append_away")
         try:
             await desk.send(type="state", state="away", reason="lunch", ref="r-1")
             error = await desk.expect("error")
             assert (error["code"], error["ref"]) == ("unavailable", "r-1"), error
-            assert await conn.fetchval("SELECT count(*) FROM events") == before
+            assert await conn.fetchval(mine) == before
         finally:
             await conn.execute("ALTER FUNCTION cr_append_away RENAME TO cr_append")
         await desk.send(type="state", state="away", reason="lunch")

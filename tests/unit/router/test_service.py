@@ -23,7 +23,8 @@ def service() -> RouterService:
 async def test_the_same_decision_gets_the_same_id_in_any_instance() -> None:
     data = {"contact_id": "c1", "agent_id": "a1", "at_s": 1.5}
     first = service()._new_event("contact-default:c1", 3, "OfferMade", data)
-    again = service()._new_event("contact-default:c1", 3, "OfferMade", dict(reversed(list(data.items()))))
+    again = service()._new_event("contact-default:c1", 3, "OfferMade", dict(reversed(list(data.items()))),
+                                 {"actor": "router:other", "received_at": "later"})
     assert first.event_id == again.event_id and first.event_id.version == 5
 
 
