@@ -237,12 +237,17 @@ class PolicyService:
                 "author": author, "comment": comment}
         return await self._append(POLICY_PUBLISHED, data, report, compile_policy(doc, version), based_on)
 
-    async def rollback(self, to_version: int, *, based_on: int, author: str, reason: str,
+    async def rollback(self, to_version: int, *, based_on: int | None, author: str, reason: str,
                        roster: Sequence[AgentProfile] | None = None) -> Change:
-        """A new version `based_on + 1` whose document is `to_version`'s. Raises UnknownVersion,
-        AlreadyActive, PolicyInvalid (the old document no longer passes), VersionConflict."""
+        """A new version `based_on + 1` whose document is `to_version`'s (`based_on` None: on the
+        newest version, whichever it is). Raises UnknownVersion, AlreadyActive, PolicyInvalid
+        (the old document no longer passes), VersionConflict."""
         old = await self.get(to_version)
         newest = await self._store.stream_version(self.stream_id)
+        if based_on is None:
+            # Still safe against a concurrent change: the append below expects `newest`, so a
+            # version stored meanwhile makes it a conflict, never a silent overwrite.
+            based_on = newest
         if based_on != newest:
             raise VersionConflict(newest, based_on)
         if to_version == newest:

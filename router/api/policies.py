@@ -93,7 +93,9 @@ async def put_policy(request: web.Request) -> web.Response:
 
 async def post_rollback(request: web.Request) -> web.Response:
     actor = _admin(request)
-    based_on = _if_match(request)
+    # If-Match is optional here (the brief asks for it on PUT only): the rollback names its
+    # target, and without If-Match it is based on the newest version.
+    based_on = _if_match(request) if "If-Match" in request.headers else None
     body = parse_body(RollbackRequest, await read_limited_body(request, MAX_ROLLBACK_BYTES))
     profiles, roster = _live_profiles(request)
     with _service_errors():

@@ -148,9 +148,12 @@ def openapi_paths(doc: dict[str, Any]) -> None:
                       **error_responses(400, 401, 403, 413, 415, 422, 503)}}}
     paths["/v1/policies/rollback"] = {"post": {
         "summary": "Make an older version's document active again, as a new version", "security": ADMIN,
-        "parameters": [IF_MATCH], "requestBody": {"required": True, "content": _json("RollbackRequest")},
+        "description": "If-Match is optional here: with it, the rollback is refused (409) when another "
+                       "version was stored since; without it, it is based on the newest version.",
+        "parameters": [{**IF_MATCH, "required": False}],
+        "requestBody": {"required": True, "content": _json("RollbackRequest")},
         "responses": {**_ok("rolled back: the new version", "PolicyRecord", "201"),
-                      **error_responses(400, 401, 403, 404, 409, 413, 422, 428, 503)}}}
+                      **error_responses(400, 401, 403, 404, 409, 413, 422, 503)}}}
     paths["/v1/policies/simulate"] = {"post": {
         "summary": "What a policy would do to a contact, step by step (nothing is stored)",
         "description": "Uses the active policy unless a draft is given, and the live roster unless one is given.",

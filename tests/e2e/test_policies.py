@@ -321,6 +321,13 @@ async def test_rollback_is_a_new_version_with_the_old_document(api: Api) -> None
     assert (policy.version, policy.queue("vip").answer_within_s) == (3, 10)
 
 
+async def test_a_rollback_without_if_match_is_based_on_the_newest_version(api: Api) -> None:
+    assert (await put(api, FASTER_VIP, "1", query="?comment=faster"))[0] == 201
+    status, body = await api.admin("POST", "/v1/policies/rollback", json={"to_version": 1, "reason": "undo"})
+    assert (status, body["version"], body["rolled_back_to"]) == (201, 3, 1), body
+    assert [e["type"] for e in await stored(api)] == ["PolicyPublished", "PolicyPublished", "PolicyRolledBack"]
+
+
 async def test_history_and_versions(api: Api) -> None:
     assert (await put(api, FASTER_VIP, "1", query="?comment=faster"))[0] == 201
     await api.admin("POST", "/v1/policies/rollback", json={"to_version": 1, "reason": "undo"},
@@ -355,7 +362,8 @@ async def test_history_and_versions(api: Api) -> None:
 @pytest.mark.parametrize(("body", "if_match", "status", "code", "field"), [
     ({"to_version": 42, "reason": "x"}, "1", 404, "version_not_found", "to_version"),
     ({"to_version": 1, "reason": "x"}, "1", 422, "already_active", "to_version"),
-    ({"to_version": 1, "reason": "x"}, None, 428, "if_match_required", "If-Match"),
+    ({"to_version": 1, "reason": "x"}, None, 422, "already_active", "to_version"),
+    ({"to_version": 1, "reason": "x"}, "v1", 400, "invalid_if_match", "If-Match"),
     ({"to_version": 1}, "1", 422, "invalid_field", "reason"),
     ({"to_version": "1", "reason": "x"}, "1", 422, "invalid_field", "to_version"),
     ({"to_version": 0, "reason": "x"}, "1", 422, "invalid_field", "to_version"),
