@@ -65,6 +65,10 @@ def health_paths(doc: dict[str, Any]) -> None:
     doc["paths"]["/v1/openapi.json"] = {
         "get": {"summary": "This document", "responses": {"200": {"description": "the OpenAPI document"}}}
     }
+    for path, summary in (("/admin", "The web page for admins and supervisors (asks for the admin token)"),
+                          ("/desk", "A minimal agent desk page (asks for the agent's token)")):
+        doc["paths"][path] = {"get": {"summary": summary, "responses": {
+            "200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}}}}
 
 
 OPENAPI_KEY = web.AppKey("openapi", dict)
