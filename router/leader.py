@@ -84,7 +84,11 @@ class Leadership:
         finally:
             if self.is_leader:
                 self.is_leader = False
-                log.warning("no longer leader of routing domain %r", self._domain)
+                # A shutdown (stop() or the task cancelled) is routine; a lost lock is news.
+                stepping_down = self._stopping.is_set() or _being_cancelled()
+                log.log(logging.INFO if stepping_down else logging.WARNING,
+                        "%s leader of routing domain %r", "stepped down as" if stepping_down else "no longer",
+                        self._domain)
                 await on_lost()
 
     async def _sleep(self, delay_s: float) -> None:
@@ -95,3 +99,8 @@ class Leadership:
 
     def stop(self) -> None:
         self._stopping.set()
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -15,6 +15,7 @@ to its ref re-arms it, even for the same moment.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable
@@ -34,11 +35,13 @@ class TimerScheduler:
         self._scheduler = AsyncIOScheduler(timezone=timezone.utc)
         self._by_ref: dict[str, dict[str, Timer]] = {}  # ref -> timer key -> timer armed
         self._buckets: dict[int, dict[str, Timer]] = {}  # bucket -> timer key -> timer
+        self._stopped = False
 
     def start(self) -> None:
         self._scheduler.start()
 
     def shutdown(self) -> None:
+        self._stopped = True
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         self._by_ref.clear()
@@ -74,14 +77,21 @@ class TimerScheduler:
         timers[timer.key] = timer
 
     async def _tick(self, bucket: int) -> None:
-        for timer in sorted(self._buckets.pop(bucket, {}).values(), key=lambda t: (t.due_s, t.key)):
-            armed = self._by_ref.get(timer.ref)
-            if armed is None or armed.get(timer.key) != timer:
-                continue  # replaced or dropped since it was put in this bucket
-            del armed[timer.key]
-            if not armed:
-                del self._by_ref[timer.ref]
-            await self._on_fire(timer)
+        try:
+            for timer in sorted(self._buckets.pop(bucket, {}).values(), key=lambda t: (t.due_s, t.key)):
+                armed = self._by_ref.get(timer.ref)
+                if armed is None or armed.get(timer.key) != timer:
+                    continue  # replaced or dropped since it was put in this bucket
+                del armed[timer.key]
+                if not armed:
+                    del self._by_ref[timer.ref]
+                await self._on_fire(timer)
+        except asyncio.CancelledError:
+            # shutdown() cancels the ticks still running (a stop, or leadership lost), and
+            # APScheduler would log each as a failed job with a traceback. Nothing is lost:
+            # the timers not fired are still due in the log, and whoever leads next re-arms them.
+            if not self._stopped:
+                raise
 
     @property
     def armed(self) -> int:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+
+import pytest
 
 from router.scheduler import TimerScheduler
 from router.timers import Timer
@@ -45,3 +48,21 @@ async def test_timers_share_bucket_jobs_fire_once_and_can_be_rearmed() -> None:
         await until(lambda: fired.count("sla:c3") == 2)
     finally:
         scheduler.shutdown()
+
+
+async def test_a_stop_while_timers_fire_is_not_logged_as_failed_jobs(caplog: pytest.LogCaptureFixture) -> None:
+    started = asyncio.Event()
+
+    async def on_fire(timer: Timer) -> None:
+        started.set()
+        await asyncio.Event().wait()  # a slow fire, e.g. an append waiting for the database
+
+    scheduler = TimerScheduler(on_fire, resolution_s=0.1)
+    scheduler.start()
+    for i in range(5):  # overdue ticks of their own, as after a restart
+        scheduler.reconcile(f"c{i}", [Timer(f"sla:c{i}", time.time() - 1 - i, "sla", f"c{i}")])
+    await asyncio.wait_for(started.wait(), 3)
+    with caplog.at_level(logging.INFO):
+        scheduler.shutdown()
+        await asyncio.sleep(0.1)  # the cancelled jobs' callbacks run
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
