@@ -20,6 +20,7 @@ from .model import (
     AppendResult,
     Expected,
     LogCursor,
+    Snapshot,
     NewEvent,
     PreparedAppend,
     PreparedEvent,
@@ -38,6 +39,7 @@ class MemoryEventStore:
         self._streams: dict[str, list[RecordedEvent]] = {}
         self._ids: dict[uuid.UUID, StoredId] = {}
         self._checkpoints: dict[str, LogCursor] = {}
+        self._snapshots: dict[str, Snapshot] = {}
         self._appended = Wakeup()
         self._closed = False
 
@@ -128,6 +130,16 @@ class MemoryEventStore:
 
     async def save_checkpoint(self, name: str, cursor: LogCursor) -> None:
         self._checkpoints[name] = cursor
+
+    async def load_snapshot(self, name: str) -> Snapshot | None:
+        return self._snapshots.get(name)
+
+    async def save_snapshot(self, name: str, snapshot: Snapshot) -> bool:
+        kept = self._snapshots.get(name)
+        if kept is not None and kept.version == snapshot.version and kept.cursor.as_tuple() >= snapshot.cursor.as_tuple():
+            return False
+        self._snapshots[name] = snapshot
+        return True
 
     async def close(self) -> None:
         self._closed = True

@@ -89,6 +89,15 @@ LOG_START: Final = LogCursor()
 
 
 @dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A reader's state as of `cursor`, in the reader's own encoding (`version` names it)."""
+
+    cursor: LogCursor
+    version: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class NewEvent:
     type: str
     data: Mapping[str, Any]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from .model import AppendResult, Expected, LogCursor, NewEvent, RecordedEvent, StreamAppend
+from .model import AppendResult, Expected, LogCursor, NewEvent, RecordedEvent, Snapshot, StreamAppend
 
 
 class EventStore(Protocol):
@@ -62,5 +62,13 @@ class EventStore(Protocol):
     async def load_checkpoint(self, name: str) -> LogCursor: ...
 
     async def save_checkpoint(self, name: str, cursor: LogCursor) -> None: ...
+
+    async def load_snapshot(self, name: str) -> Snapshot | None: ...
+
+    async def save_snapshot(self, name: str, snapshot: Snapshot) -> bool:
+        """Keep `snapshot` under `name` unless the one kept there is of the same version and at
+        the same place or further on (a slower writer never takes a snapshot back); True when
+        it was kept."""
+        ...
 
     async def close(self) -> None: ...

@@ -43,6 +43,7 @@ from .model import (
     Expected,
     ExpectedVersion,
     LogCursor,
+    Snapshot,
     NewEvent,
     PreparedAppend,
     RecordedEvent,
@@ -338,6 +339,26 @@ class PostgresEventStore:
         )
         async with translated():
             await (conn or self._pool).execute(sql, name, cursor.tx_id, cursor.position)
+
+    async def load_snapshot(self, name: str) -> Snapshot | None:
+        async with translated():
+            row = await self._pool.fetchrow("SELECT tx_id, position, version, body FROM snapshots WHERE name = $1", name)
+        return Snapshot(LogCursor(row["tx_id"], row["position"]), row["version"], row["body"]) if row else None
+
+    async def save_snapshot(self, name: str, snapshot: Snapshot) -> bool:
+        # The WHERE makes concurrent writers (a standby, another worker) safe: whichever
+        # commits last, the row ends at the furthest cursor of the version written last.
+        sql = (
+            "INSERT INTO snapshots (name, tx_id, position, version, body) VALUES ($1, $2::xid8, $3, $4, $5) "
+            "ON CONFLICT (name) DO UPDATE SET tx_id = EXCLUDED.tx_id, position = EXCLUDED.position, "
+            "version = EXCLUDED.version, body = EXCLUDED.body, taken_at = now() "
+            "WHERE snapshots.version <> EXCLUDED.version "
+            "OR (snapshots.tx_id, snapshots.position) < (EXCLUDED.tx_id, EXCLUDED.position)"
+        )
+        cursor = snapshot.cursor
+        async with translated():
+            status = await self._pool.execute(sql, name, cursor.tx_id, cursor.position, snapshot.version, snapshot.body)
+        return str(status).endswith(" 1")
 
     async def close(self) -> None:
         await self._committer.close()

@@ -83,8 +83,13 @@ class Subscription:
 
     async def catch_up_from_start(self) -> int:
         """For in-memory read models: deliver the whole log, ignoring any saved checkpoint."""
+        return await self.catch_up_from(LogCursor())
+
+    async def catch_up_from(self, cursor: LogCursor) -> int:
+        """For in-memory read models restored as of `cursor` (a snapshot): deliver the log
+        after it, ignoring any saved checkpoint."""
         await self.store.wait_for_append(0)  # listen before reading, so nothing slips between
-        self.cursor = LogCursor()
+        self.cursor = cursor
         delivered = 0
         while (count := await self._step()) > 0:
             delivered += count

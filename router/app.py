@@ -35,6 +35,7 @@ from .desk import DeskHub
 from .ingest import IngestService
 from .leader import Leadership
 from .service import RouterService, RouterSettings
+from .snapshots import SnapshotSettings
 from .policy_service import PolicyService
 
 log = logging.getLogger(__name__)
@@ -106,8 +107,11 @@ def _router_ctx(config: AppConfig) -> Callable[[web.Application], AsyncIterator[
         policies = app[keys.POLICIES]
         customers = CustomerState()
         app[keys.CUSTOMERS] = customers
+        key = config.credentials.snapshot_key
+        snapshots = SnapshotSettings(key, every_s=config.settings.snapshot_every_s) if key else None
         router = RouterService(app[keys.STORE], lambda: policies.active.current(), config.router_settings,
-                               consumers=[customers.apply])
+                               consumers=[customers.apply], snapshots=snapshots,
+                               snapshot_parts={"customers": customers})
         hub = DeskHub(router.state, time.time)
         router.on_change = lambda contacts, agents: hub.sync(agents)
         await router.start()

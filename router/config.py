@@ -22,6 +22,7 @@ class Settings:
     database_url: str | None = None
     var_dir: Path = Path("var")
     admin_token: str | None = None
+    snapshot_key: str | None = None
     gateway_secrets_file: Path | None = None
     domain: str = "default"
     log_level: str = "INFO"
@@ -30,6 +31,9 @@ class Settings:
     # gives a machine with spare cores for the database more appends/s, at the cost of the log
     # followers' lag (each running batch can hold the others' rows behind the horizon).
     store_batches_in_flight: int = 2
+    # A snapshot of the in-memory state at most this often (router.snapshots); 0: only when
+    # the server stops cleanly.
+    snapshot_every_s: int = 300
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -42,7 +46,11 @@ class Settings:
             "log_level": env.get("ROUTER_LOG_LEVEL", "INFO"),
             "event_loop": env.get("ROUTER_EVENT_LOOP", "uvloop"),
             "store_batches_in_flight": _whole_number(env, "ROUTER_STORE_BATCHES_IN_FLIGHT", 2, 1, 16),
+            "snapshot_every_s": _whole_number(env, "ROUTER_SNAPSHOT_EVERY_S", 300, 0, 86_400),
+            "snapshot_key": env.get("ROUTER_SNAPSHOT_KEY") or None,
         }
+        if values["snapshot_key"] is not None and len(str(values["snapshot_key"])) < 16:
+            raise ValueError("ROUTER_SNAPSHOT_KEY must be 16 characters or more")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
@@ -60,6 +68,8 @@ def _whole_number(env: Mapping[str, str], name: str, default: int, low: int, hig
 class Credentials:
     admin_token: str
     gateway_secrets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Signs the state snapshots (router.snapshots); None: no snapshots, every start replays the log.
+    snapshot_key: bytes | None = None
 
 
 def load_credentials(settings: Settings) -> Credentials:
@@ -74,7 +84,9 @@ def load_credentials(settings: Settings) -> Credentials:
     if missing:
         log.warning("no secret for the %s gateway(s) in %s: their events are refused (401)",
                     ", ".join(missing), secrets_file)
-    return Credentials(token, gateway_secrets)
+    snapshot_key = settings.snapshot_key or _read_or_create(settings.var_dir / "snapshot-key",
+                                                            lambda: secrets.token_urlsafe(32))
+    return Credentials(token, gateway_secrets, snapshot_key.encode())
 
 
 def parse_gateway_secrets(raw: object) -> dict[str, tuple[str, ...]]:

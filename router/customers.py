@@ -68,6 +68,12 @@ class CustomerState:
         so the one follower serves it too, with no wiring outside the ingest path."""
         self._also_fed.append(consumer)
 
+    def snapshot_state(self) -> tuple[Any, ...]:
+        return (self.directory, self._history, self._contact_customer)
+
+    def restore_state(self, saved: tuple[Any, ...]) -> None:
+        self.directory, self._history, self._contact_customer = saved
+
     def find(self, key: CustomerKey) -> CustomerProfile | None:
         return self.directory.find(key)
 
@@ -89,8 +95,13 @@ class CustomerState:
         if not customer_id:
             return
         self._contact_customer[data["contact_id"]] = customer_id
-        history = remember(self._history.get(customer_id, {}), event.type, data)
-        self._history[customer_id] = prune(history, event.recorded_at, _HISTORY_WINDOW)
+        before = self._history.get(customer_id, {})
+        history = prune(remember(before, event.type, data), event.recorded_at, _HISTORY_WINDOW)
+        self._history[customer_id] = history
+        # A contact gone from the history can no longer be re-labelled there: its entry here
+        # would only grow the map (and every snapshot) by one per contact, for ever.
+        for gone in before.keys() - history.keys():
+            self._contact_customer.pop(gone, None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,7 +105,11 @@ def place(state: RouterState, contact: ContactState, policy: CompiledPolicy, now
         "priority": plan.priority, "requirements": [r.to_json() for r in plan.requirements],
         "plan": plan.to_json(), "queued_at_s": queued_at_s,
     }
-    events: list[tuple[str, dict[str, Any]]] = [(ev.CONTACT_QUEUED, queued)]
+    # The SLA clock runs from the first queueing (a re-placement keeps it): the event states
+    # the deadline the `sla` timer is armed for, under this plan.
+    sla = {**base, "queue_id": plan.queue_id, "answer_within_s": plan.answer_within_s,
+           "due_at_s": queued_at_s + plan.answer_within_s}
+    events: list[tuple[str, dict[str, Any]]] = [(ev.CONTACT_QUEUED, queued), (ev.SLA_TIMER_STARTED, sla)]
     gaps = servability_gaps(state, contact.facts, plan)
     if gaps:
         events.append((ev.CONTACT_UNSERVABLE, {**base, "gaps": gaps}))
@@ -207,7 +211,10 @@ def _offerable_once_placed(state: RouterState, placement: Decision) -> bool:
     the roster can serve is not worth looking at twice)."""
     contact = state.contacts.get(placement.contact_id or "")
     return (contact is not None and contact.offer is None and len(placement.parts) == 1
-            and all(type_ == ev.CONTACT_QUEUED for type_, _ in placement.parts[0].events))
+            and all(type_ in _QUEUEING for type_, _ in placement.parts[0].events))
+
+
+_QUEUEING = frozenset({ev.CONTACT_QUEUED, ev.SLA_TIMER_STARTED})
 
 
 def contacts_in(decision: Decision) -> set[str]:

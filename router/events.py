@@ -19,6 +19,7 @@ CustomerAbandoned, ContactEnded, GatewayEventIgnored) and the router's:
 | ContactTransferred | contact_id, from_agent, to_queue or to_agent, note, at_s |
 | ContactCompleted | contact_id, agent_id, disposition, at_s |
 | EscalationApplied | contact_id, step (index), action, params, at_s |
+| SlaTimerStarted | contact_id, queue_id, answer_within_s, due_at_s, at_s (with every ContactQueued: the deadline the SLA timer is armed for; a re-placement restates it under the new plan, from the first queueing) |
 | SlaBreached | contact_id, queue_id, answer_within_s, at_s |
 | CallbackScheduled | contact_id, callback_at_s, at_s |
 | CallbackDue | contact_id, at_s (the callback time came: the contact waits again, as an outbound call) |
@@ -74,6 +75,7 @@ CONTACT_ASSIGNED: Final = "ContactAssigned"
 CONTACT_TRANSFERRED: Final = "ContactTransferred"
 CONTACT_COMPLETED: Final = "ContactCompleted"
 ESCALATION_APPLIED: Final = "EscalationApplied"
+SLA_TIMER_STARTED: Final = "SlaTimerStarted"
 SLA_BREACHED: Final = "SlaBreached"
 CALLBACK_SCHEDULED: Final = "CallbackScheduled"
 CALLBACK_DUE: Final = "CallbackDue"

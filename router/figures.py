@@ -9,7 +9,6 @@ of answered contacts. Abandonment rate: abandons (5 s or more) over all finished
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,43 +16,26 @@ from zoneinfo import ZoneInfo
 from policies.engine import CompiledPolicy
 from policies.vocabulary import Presence
 
-from .state import ASSIGNED, OFFERED, WAITING, AgentState, Outcome, RouterState
+from .state import ASSIGNED, BUCKET_S, OFFERED, WAITING, AgentState, Outcome, RouterState, Tally
 
-SHORT_ABANDON_S = 5.0
 WINDOW_S = 15 * 60
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
-    answered: int
-    within_sla: int
-    abandoned: int
-    short_abandons: int
-    wait_total_s: float
-
-    def to_json(self) -> dict[str, Any]:
-        counted = self.answered + self.abandoned
-        return {
-            "answered": self.answered, "abandoned": self.abandoned, "short_abandons_excluded": self.short_abandons,
-            "service_level_pct": round(100.0 * self.within_sla / counted, 1) if counted else None,
-            "average_speed_of_answer_s": round(self.wait_total_s / self.answered, 1) if self.answered else None,
-            "abandonment_rate_pct": round(100.0 * self.abandoned / counted, 1) if counted else None,
-        }
+def window_json(tally: Tally) -> dict[str, Any]:
+    counted = tally.answered + tally.abandoned
+    return {
+        "answered": tally.answered, "abandoned": tally.abandoned, "short_abandons_excluded": tally.short_abandons,
+        "service_level_pct": round(100.0 * tally.within_sla / counted, 1) if counted else None,
+        "average_speed_of_answer_s": round(tally.wait_total_s / tally.answered, 1) if tally.answered else None,
+        "abandonment_rate_pct": round(100.0 * tally.abandoned / counted, 1) if counted else None,
+    }
 
 
-def window(outcomes: Iterable[Outcome]) -> Window:
-    answered = within = abandoned = short = 0
-    wait_total_s = 0.0
-    for o in outcomes:
-        if o.answered:
-            answered += 1
-            within += o.within_sla
-            wait_total_s += o.waited_s
-        elif o.waited_s < SHORT_ABANDON_S:
-            short += 1
-        else:
-            abandoned += 1
-    return Window(answered, within, abandoned, short, wait_total_s)
+def window(outcomes: Iterable[Outcome]) -> Tally:
+    tally = Tally()
+    for outcome in outcomes:
+        tally.add(outcome)
+    return tally
 
 
 def _serves(agent: AgentState, policy: CompiledPolicy, queue_id: str) -> bool:
@@ -76,10 +58,14 @@ def _agent_bucket(agent: AgentState) -> str:
 
 def queue_figures(state: RouterState, policy: CompiledPolicy, now_s: float, zone: ZoneInfo) -> list[dict[str, Any]]:
     midnight_s = datetime.fromtimestamp(now_s, zone).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-    by_queue: dict[str, list[Outcome]] = {}
+    today: dict[str, Tally] = {}
+    for (bucket, queue_id), tally in state.tallies.items():
+        if bucket * BUCKET_S >= midnight_s:
+            today.setdefault(queue_id, Tally()).merge(tally)
+    recent: dict[str, list[Outcome]] = {}
     for outcome in state.outcomes:
-        if outcome.at_s >= midnight_s:
-            by_queue.setdefault(outcome.queue_id, []).append(outcome)
+        if outcome.at_s >= now_s - WINDOW_S:
+            recent.setdefault(outcome.queue_id, []).append(outcome)
     waiting: dict[str, list[float]] = {}
     assigned: dict[str, int] = {}
     for contact in state.contacts.values():
@@ -96,14 +82,13 @@ def queue_figures(state: RouterState, policy: CompiledPolicy, now_s: float, zone
         for agent in state.agents.values():
             if _serves(agent, policy, queue_id):
                 agents[_agent_bucket(agent)] += 1
-        today = by_queue.get(queue_id, [])
         figures.append({
             "queue": queue_id, "name": info.name,
             "sla": {"answer_within_s": info.answer_within_s, "target_pct": info.target_pct},
             "waiting": len(waits), "longest_wait_s": round(max(waits), 1) if waits else 0.0,
             "in_progress": assigned.get(queue_id, 0), "agents": agents,
-            "last_15_min": window(o for o in today if o.at_s >= now_s - WINDOW_S).to_json(),
-            "today": window(today).to_json(),
+            "last_15_min": window_json(window(recent.get(queue_id, ()))),
+            "today": window_json(today.get(queue_id, Tally())),
         })
     return figures
 

@@ -14,13 +14,14 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import orjson
 
-from eventstore import ANY, ConcurrencyError, DuplicateEventError, NewEvent, RecordedEvent, StreamAppend, Subscription
+from eventstore import (ANY, ConcurrencyError, DuplicateEventError, EventStoreError, LogCursor, NewEvent,
+                        RecordedEvent, Snapshot, StreamAppend, Subscription)
 from eventstore.errors import StoreUnavailableError
 from eventstore.port import EventStore
 from policies.engine import CompiledPolicy
@@ -29,6 +30,7 @@ from . import events as ev
 from .commands import reactions
 from .decide import Decision, Part, agents_in, contacts_in, next_offers, place
 from .scheduler import TimerScheduler
+from .snapshots import SnapshotSettings, Snapshottable
 from .state import NEW, WAITING, RouterState
 from .timers import Timer, TimerSettings, fire, timers_for_agent, timers_for_contact
 
@@ -51,7 +53,9 @@ class RouterService:
     def __init__(self, store: EventStore, policy: Callable[[], CompiledPolicy], settings: RouterSettings,
                  *, clock: Callable[[], float] = time.time,
                  on_change: Callable[[set[str], set[str]], None] | None = None,
-                 consumers: Sequence[Callable[[Sequence[RecordedEvent]], None]] = ()) -> None:
+                 consumers: Sequence[Callable[[Sequence[RecordedEvent]], None]] = (),
+                 snapshots: SnapshotSettings | None = None,
+                 snapshot_parts: Mapping[str, Snapshottable] | None = None) -> None:
         self.store = store
         self.state = RouterState()
         self.settings = settings
@@ -80,12 +84,33 @@ class RouterService:
         self.decisions_ok = 0
         self.decisions_stale = 0
         self.decision_seconds: list[float] = []
+        # Snapshots (router.snapshots): the state and the consumers' own, as of a log cursor.
+        self._snapshots = snapshots
+        self._codec = snapshots.codec() if snapshots is not None else None
+        self._snapshot_name = (f"router-state:{settings.domain}:{self._codec.key_id}"
+                               if self._codec is not None else "")
+        self._snapshot_parts: dict[str, Snapshottable] = {"router": self.state, **(snapshot_parts or {})}
+        self._cursor = LogCursor()  # of the last event this instance has applied
+        self._snapshot_cursor = LogCursor()
+        self._since_snapshot = 0
+        self._snapshot_at = time.monotonic()
+        self._snapshot_saving: asyncio.Task[None] | None = None
+        self.restored_from: LogCursor | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Rebuild the state from the log, then follow it."""
-        await self._subscription.catch_up_from_start()
+        """Rebuild the state (from a snapshot and the log after it, or from the whole log),
+        then follow the log."""
+        started = time.monotonic()
+        cursor = await self._restore_snapshot()
+        if cursor is None:
+            delivered = await self._subscription.catch_up_from_start()
+        else:
+            delivered = await self._subscription.catch_up_from(cursor)
+        self._snapshot_at = time.monotonic()
+        log.info("state rebuilt in %.2f s: %s and %d events of the log", time.monotonic() - started,
+                 f"a snapshot at position {cursor.position}" if cursor is not None else "no snapshot", delivered)
         self._tasks.append(asyncio.create_task(self._subscription.run_from_cursor(), name="router-follow"))
 
     async def stop(self) -> None:
@@ -94,6 +119,58 @@ class RouterService:
         for task in [*self._tasks, *self._landing]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._landing, return_exceptions=True)
+        # A clean stop leaves a snapshot of where it got to: the next start replays nothing.
+        if self._snapshot_saving is not None:
+            await asyncio.gather(self._snapshot_saving, return_exceptions=True)
+        if self._codec is not None and self._cursor != self._snapshot_cursor:
+            await self._save_snapshot(self._take_snapshot())
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    async def _restore_snapshot(self) -> LogCursor | None:
+        if self._codec is None:
+            return None
+        snapshot = await self.store.load_snapshot(self._snapshot_name)
+        if snapshot is None:
+            return None
+        try:
+            saved = self._codec.decode(snapshot)
+            if saved is None or set(saved) != set(self._snapshot_parts):
+                return None
+            for name, part in self._snapshot_parts.items():
+                part.restore_state(saved[name])
+        except Exception:  # noqa: BLE001  (a snapshot is a shortcut: never a reason not to start)
+            log.exception("state snapshot could not be restored; replaying the whole log")
+            for part in self._snapshot_parts.values():
+                part.restore_state(type(part)().snapshot_state())  # type: ignore[call-arg]
+            return None
+        self.restored_from = self._cursor = self._snapshot_cursor = snapshot.cursor
+        return snapshot.cursor
+
+    def _snapshot_due(self) -> bool:
+        settings = self._snapshots
+        return (settings is not None and settings.every_s > 0 and self._since_snapshot > 0
+                and time.monotonic() - self._snapshot_at >= settings.every_s
+                and (self._snapshot_saving is None or self._snapshot_saving.done()))
+
+    def _take_snapshot(self) -> Snapshot:
+        """The state as of the last event applied. Called between two batches of the follower,
+        so nothing of a later batch is in it. It holds the event loop while it pickles
+        (measured: ~0.27 s with 10,000 agents on the roster): finished contacts go first."""
+        assert self._codec is not None
+        started = time.perf_counter()
+        self._forget_finished(force=True)
+        snapshot = self._codec.encode(self._snapshot_parts, self._cursor)
+        self._snapshot_cursor, self._since_snapshot, self._snapshot_at = self._cursor, 0, time.monotonic()
+        log.info("state snapshot at position %d: %.1f MB in %.0f ms", self._cursor.position,
+                 len(snapshot.body) / 1e6, (time.perf_counter() - started) * 1000)
+        return snapshot
+
+    async def _save_snapshot(self, snapshot: Snapshot) -> None:
+        try:
+            await self.store.save_snapshot(self._snapshot_name, snapshot)
+        except EventStoreError as exc:  # the next one will do; a restart replays a little more
+            log.warning("state snapshot not saved: %s", exc)
 
     async def on_elected(self) -> None:
         result = await self.store.append(self._leader_stream, [NewEvent(ev.LEADER_ELECTED, {
@@ -124,11 +201,11 @@ class RouterService:
 
     # -- following the log ------------------------------------------------------------------
 
-    def _forget_finished(self) -> None:
+    def _forget_finished(self, *, force: bool = False) -> None:
         """Drop finished contacts from memory every minute (the log keeps them), except those
         with timers still to come (a callback, a follow-up deadline) or an agent holding them."""
         now = time.monotonic()
-        if now - self._last_forget_s < 60.0:
+        if now - self._last_forget_s < 60.0 and not force:
             return
         self._last_forget_s = now
         held = {cid for agent in self.state.agents.values() for cid in agent.contacts}
@@ -155,6 +232,8 @@ class RouterService:
     async def _apply_batch(self, events: Sequence[RecordedEvent]) -> None:
         if events:
             self._last_recorded_s = events[-1].recorded_at.timestamp()
+            self._cursor = events[-1].cursor
+            self._since_snapshot += len(events)
         # The log holds every routing domain (stream ids are `<category>-<domain>:<key>`);
         # this instance routes one, and its read models (customers, the ingest memo) are
         # that domain's too. Another domain's contact is not ours to queue or offer.
@@ -168,6 +247,9 @@ class RouterService:
             changed |= self.state.apply(event)
         if changed:
             self._after_change()
+        if self._snapshot_due():
+            self._snapshot_saving = asyncio.create_task(self._save_snapshot(self._take_snapshot()),
+                                                        name="router-snapshot")
 
     def notify_changed(self) -> None:
         """Something outside the log subscription changed the state (e.g. an admin request)."""

@@ -113,8 +113,42 @@ class Outcome:
     within_sla: bool
 
 
+SHORT_ABANDON_S = 5.0  # a caller who hangs up sooner was never really waiting: not an abandon
+RECENT_S = 20 * 60  # raw outcomes kept: the 15-minute window, and a margin for late events
+BUCKET_S = 15 * 60  # tallies per quarter hour: every time zone's midnight falls on one today
+KEEP_BUCKETS = 2 * 96 + 4  # two days of them, so "today" is whole in any time zone
+
+
+@dataclass(slots=True)
+class Tally:
+    """Finished waits counted: answered (and within the SLA), abandoned, short abandons."""
+
+    answered: int = 0
+    within_sla: int = 0
+    abandoned: int = 0
+    short_abandons: int = 0
+    wait_total_s: float = 0.0
+
+    def add(self, outcome: Outcome) -> None:
+        if outcome.answered:
+            self.answered += 1
+            self.within_sla += outcome.within_sla
+            self.wait_total_s += outcome.waited_s
+        elif outcome.waited_s < SHORT_ABANDON_S:
+            self.short_abandons += 1
+        else:
+            self.abandoned += 1
+
+    def merge(self, other: Tally) -> None:
+        self.answered += other.answered
+        self.within_sla += other.within_sla
+        self.abandoned += other.abandoned
+        self.short_abandons += other.short_abandons
+        self.wait_total_s += other.wait_total_s
+
+
 class RouterState:
-    def __init__(self, outcome_window: int = 200_000) -> None:
+    def __init__(self) -> None:
         self.contacts: dict[str, ContactState] = {}
         self.agents: dict[str, AgentState] = {}
         self.offers: dict[str, Offer] = {}
@@ -127,7 +161,12 @@ class RouterState:
         self.skill_levels: dict[str, Counter[int]] = {}  # skill -> level -> agents on the roster
         self.language_index: dict[str, set[str]] = {}
         self.tokens: dict[str, str] = {}
-        self.outcomes: deque[Outcome] = deque(maxlen=outcome_window)
+        # The live figures: the last RECENT_S of outcomes as they were, and tallies per
+        # (quarter hour, queue) for the day. Both are bounded by time, not by count: a count
+        # (200,000 before) cut "today" short on a busy day, and every figure request read it all.
+        self.outcomes: deque[Outcome] = deque()
+        self.tallies: dict[tuple[int, str], Tally] = {}
+        self._newest_bucket = 0
         # What became of recent offers, for desks told about them (bounded: old ones drop off).
         self.offer_reasons: dict[str, list[str]] = {}
         self.closed_offers: Recent = Recent()
@@ -137,6 +176,33 @@ class RouterState:
         # Contacts waiting with a plan: a routing round looks at these, not at every contact
         # still in memory (finished ones stay until forgotten).
         self.waiting_ids: dict[str, None] = {}
+
+    def record(self, outcome: Outcome) -> None:
+        """Count a finished wait (from an event: replaying the log gives the same figures)."""
+        self.outcomes.append(outcome)
+        cutoff = outcome.at_s - RECENT_S
+        while self.outcomes[0].at_s < cutoff:
+            self.outcomes.popleft()
+        bucket = int(outcome.at_s // BUCKET_S)
+        if bucket > self._newest_bucket:
+            self._newest_bucket = bucket
+            oldest = bucket - KEEP_BUCKETS
+            for key in [k for k in self.tallies if k[0] < oldest]:
+                del self.tallies[key]
+        if bucket >= self._newest_bucket - KEEP_BUCKETS:
+            self.tallies.setdefault((bucket, outcome.queue_id), Tally()).add(outcome)
+
+    # -- snapshots (router.snapshots) -----------------------------------------------------
+
+    _UNSAVED = frozenset({"touched_contacts", "touched_agents"})  # what a round has yet to look at
+
+    def snapshot_state(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k not in self._UNSAVED}
+
+    def restore_state(self, saved: dict[str, Any]) -> None:
+        # Restored in place: the desks' hub and the agent directory hold this object.
+        fresh = RouterState()
+        vars(self).update({**vars(fresh), **saved})
 
     # -- applying events ------------------------------------------------------------------
 
@@ -401,8 +467,8 @@ def _assigned(state: RouterState, contact: ContactState, data: Data) -> None:
     contact.status = ASSIGNED
     if contact.plan is not None and contact.queue_id is not None:
         waited_s = float(data["waited_s"])
-        state.outcomes.append(Outcome(float(data["at_s"]), contact.queue_id, True, waited_s,
-                                      waited_s <= contact.plan.answer_within_s))
+        state.record(Outcome(float(data["at_s"]), contact.queue_id, True, waited_s,
+                             waited_s <= contact.plan.answer_within_s))
 
 
 def _finished(state: RouterState, contact: ContactState, data: Data) -> None:
@@ -410,7 +476,7 @@ def _finished(state: RouterState, contact: ContactState, data: Data) -> None:
     if contact.status in (WAITING, OFFERED) and contact.plan is not None and contact.queue_id is not None:
         waited_s = float(data.get("waited_s", 0.0))
         at_s = float(data.get("at_s") or contact.queued_at_s + waited_s)
-        state.outcomes.append(Outcome(at_s, contact.queue_id, False, waited_s, False))
+        state.record(Outcome(at_s, contact.queue_id, False, waited_s, False))
     contact.end_reason = contact.end_reason or data.get("cause") or data.get("disposition") or "ended"
     contact.status = DONE
 
@@ -443,6 +509,8 @@ _CONTACT_HANDLERS: dict[str, Callable[[RouterState, ContactState, Data], None]] 
     ev.CONTACT_ARRIVED: _arrived,
     ev.CONTACT_INTENT_CHANGED: _intent_changed,
     ev.CONTACT_QUEUED: _queued,
+    # The deadline it states is the plan's (ContactQueued): a record for readers of the log.
+    ev.SLA_TIMER_STARTED: lambda state, contact, data: None,
     ev.CONTACT_REQUEUED: _requeued,
     ev.CONTACT_UNROUTABLE: _unroutable,
     ev.ESCALATION_APPLIED: _escalated,
@@ -462,6 +530,6 @@ _CONTACT_HANDLERS: dict[str, Callable[[RouterState, ContactState, Data], None]] 
 }
 
 # Handlers that change only the contact they are given (see RouterState.preview).
-_PREVIEWABLE: frozenset[str] = frozenset({ev.CONTACT_QUEUED})
+_PREVIEWABLE: frozenset[str] = frozenset({ev.CONTACT_QUEUED, ev.SLA_TIMER_STARTED})
 
 from .agentstate import AGENT_HANDLERS as _AGENT_HANDLERS  # noqa: E402  (handlers need the classes above)

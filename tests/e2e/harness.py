@@ -35,6 +35,7 @@ class Server:
     port: int
     folder: Path
     proc: asyncio.subprocess.Process | None = None
+    env: dict[str, str] = field(default_factory=dict)  # more settings for the server
 
     @property
     def url(self) -> str:
@@ -45,7 +46,7 @@ class Server:
         secrets_file.write_text(json.dumps({k: list(v) for k, v in SECRETS.items()}))
         env = {**os.environ, "DATABASE_URL": self.dsn, "ROUTER_ADMIN_TOKEN": ADMIN_TOKEN,
                "ROUTER_GATEWAY_SECRETS": str(secrets_file), "ROUTER_VAR_DIR": str(self.folder / "var"),
-               "ROUTER_LOG_LEVEL": "WARNING"}
+               "ROUTER_LOG_LEVEL": "WARNING", **self.env}
         with open(self.folder / f"server-{self.port}.log", "ab") as log:  # the child keeps its own copy
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "router", "serve", "--port", str(self.port), env=env, stdout=log, stderr=log)
@@ -149,10 +150,10 @@ class SimulatedDesk:
             self.completed.add(contact_id)
 
 
-def phone_call(session: str, intent: str) -> list[tuple[str, dict[str, Any]]]:
+def phone_call(session: str, intent: str, caller: str = "+8613800000000") -> list[tuple[str, dict[str, Any]]]:
     now = datetime_now()
     return [("phone", {"event_id": f"{session}-start", "event_type": "call.started", "occurred_at": now,
-                       "call_id": session, "caller": {"number": "+8613800000000", "presentation": "allowed"},
+                       "call_id": session, "caller": {"number": caller, "presentation": "allowed"},
                        "dialled": {"number": "95588", "line": "main"}, "trunk_id": "sip-1"}),
             ("phone", {"event_id": f"{session}-ivr", "event_type": "ivr.completed", "occurred_at": now,
                        "call_id": session, "ivr": {"language": "zh", "intent": intent, "menu_path": ["1"],

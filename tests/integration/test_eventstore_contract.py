@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from eventstore import (
+    Snapshot,
     ANY,
     LOG_START,
     NO_STREAM,
@@ -256,6 +257,20 @@ async def test_checkpoints(store: Any) -> None:
     cursor = (await settled_log(store))[0].cursor
     await store.save_checkpoint("s", cursor)
     assert await store.load_checkpoint("s") == cursor
+
+
+async def test_snapshots_keep_the_furthest_cursor_of_the_newest_version(store: Any) -> None:
+    assert await store.load_snapshot("r") is None
+    await store.append(S1, [ev(), ev(), ev()], NO_STREAM)
+    first, second, third = [e.cursor for e in await settled_log(store)]
+    assert await store.save_snapshot("r", Snapshot(second, "v1", b"\x00second"))
+    assert not await store.save_snapshot("r", Snapshot(first, "v1", b"older"))  # a slower writer
+    assert not await store.save_snapshot("r", Snapshot(second, "v1", b"same place"))
+    assert await store.load_snapshot("r") == Snapshot(second, "v1", b"\x00second")
+    assert await store.save_snapshot("r", Snapshot(third, "v1", b"newer"))
+    assert await store.save_snapshot("r", Snapshot(first, "v2", b"new code, from further back"))
+    assert await store.load_snapshot("r") == Snapshot(first, "v2", b"new code, from further back")
+    assert await store.load_snapshot("other") is None
 
 
 async def test_subscription_catches_up_then_follows_live(store: Any) -> None:

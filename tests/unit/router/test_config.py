@@ -1,11 +1,13 @@
-"""Settings from the environment: defaults, the store's batches in flight, and clear refusals."""
+"""Settings from the environment: defaults, the store's batches in flight, snapshots, and clear refusals."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from router.cli import main
-from router.config import Settings
+from router.config import Settings, load_credentials
 
 
 def test_defaults_without_any_setting() -> None:
@@ -30,3 +32,22 @@ def test_the_command_line_says_which_setting_is_wrong(monkeypatch: pytest.Monkey
     assert main(["check"]) == 2
     err = capsys.readouterr().err
     assert "ROUTER_STORE_BATCHES_IN_FLIGHT" in err and "Traceback" not in err
+
+
+def test_snapshot_settings_come_from_the_environment_and_are_checked() -> None:
+    settings = Settings.from_env({"ROUTER_SNAPSHOT_EVERY_S": "60", "ROUTER_SNAPSHOT_KEY": "k" * 16})
+    assert settings.snapshot_every_s == 60 and settings.snapshot_key == "k" * 16
+    assert Settings.from_env({}).snapshot_every_s == 300
+    with pytest.raises(ValueError, match="ROUTER_SNAPSHOT_EVERY_S must be a whole number from 0 to 86400"):
+        Settings.from_env({"ROUTER_SNAPSHOT_EVERY_S": "soon"})
+    with pytest.raises(ValueError, match="ROUTER_SNAPSHOT_KEY must be 16 characters or more"):
+        Settings.from_env({"ROUTER_SNAPSHOT_KEY": "short"})
+
+
+def test_the_snapshot_key_is_made_once_and_kept_private(tmp_path: Path) -> None:
+    settings = Settings.from_env({"ROUTER_VAR_DIR": str(tmp_path)})
+    first = load_credentials(settings).snapshot_key
+    assert first is not None and len(first) >= 32 and load_credentials(settings).snapshot_key == first
+    assert (tmp_path / "snapshot-key").stat().st_mode & 0o777 == 0o600
+    given = Settings.from_env({"ROUTER_VAR_DIR": str(tmp_path), "ROUTER_SNAPSHOT_KEY": "x" * 20})
+    assert load_credentials(given).snapshot_key == b"x" * 20

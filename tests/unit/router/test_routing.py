@@ -44,8 +44,10 @@ def test_a_contact_no_agent_could_serve_is_reported_at_arrival() -> None:
     log.contact("c1", channel=Channel.VIDEO, needs=frozenset({Need.DEAF}), sign_language="csl")
     decision = place(log.state, log.state.contacts["c1"], POLICY, NOW)
     kinds = [t for part in decision.parts for t, _ in part.events]
-    assert kinds == [ev.CONTACT_QUEUED, ev.CONTACT_UNSERVABLE]
-    gap = decision.parts[0].events[1][1]["gaps"][0]
+    assert kinds == [ev.CONTACT_QUEUED, ev.SLA_TIMER_STARTED, ev.CONTACT_UNSERVABLE]
+    sla = decision.parts[0].events[1][1]
+    assert sla["due_at_s"] == NOW + sla["answer_within_s"] and sla["queue_id"] == "sign_language"
+    gap = decision.parts[0].events[2][1]["gaps"][0]
     assert "sign_language>=3" in gap and "video" in gap
 
 
@@ -75,7 +77,7 @@ def test_a_new_contact_is_placed_and_offered_in_one_atomic_decision() -> None:
     [decision] = next_offers(log.state, NOW, placing=[placement])
     contact_part = next(p for p in decision.parts if p.stream_id == "contact-default:c1")
     assert contact_part.expected_version == 1  # the version placement was decided on
-    assert [t for t, _ in contact_part.events] == [ev.CONTACT_QUEUED, ev.OFFER_MADE]
+    assert [t for t, _ in contact_part.events] == [ev.CONTACT_QUEUED, ev.SLA_TIMER_STARTED, ev.OFFER_MADE]
     assert log.state.contacts["c1"].version == 1 and log.state.contacts["c1"].plan is None  # untouched
     log.commit(decision)
     contact = log.state.contacts["c1"]

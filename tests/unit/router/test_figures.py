@@ -1,0 +1,60 @@
+"""Live queue figures from the router state (pure: the clock and the zone are arguments)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from router.figures import queue_figures
+from router.state import BUCKET_S, KEEP_BUCKETS, RECENT_S, Outcome, RouterState
+from tests.unit.router.builders import POLICY
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+NOW = datetime(2026, 9, 22, 10, 0, tzinfo=SHANGHAI).timestamp()
+MIDNIGHT = datetime(2026, 9, 22, 0, 0, tzinfo=SHANGHAI).timestamp()
+
+
+def figures_for(state: RouterState, queue_id: str, now_s: float = NOW) -> dict[str, object]:
+    return next(q for q in queue_figures(state, POLICY, now_s, SHANGHAI) if q["queue"] == queue_id)
+
+
+def test_today_starts_at_local_midnight_and_the_window_is_the_last_15_minutes() -> None:
+    state = RouterState()
+    for outcome in [
+        Outcome(MIDNIGHT - 60, "vip", True, 5.0, True),  # yesterday, local time
+        Outcome(MIDNIGHT + 300, "vip", True, 30.0, False),
+        Outcome(NOW - 1200, "vip", False, 2.0, False),  # an abandon under 5 s: not counted
+        Outcome(NOW - 600, "vip", False, 40.0, False),
+        Outcome(NOW - 60, "vip", True, 10.0, True),
+        Outcome(NOW - 30, "urgent", True, 1.0, True),
+    ]:
+        state.record(outcome)
+    vip = figures_for(state, "vip")
+    assert vip["today"] == {"answered": 2, "abandoned": 1, "short_abandons_excluded": 1, "service_level_pct": 33.3,
+                            "average_speed_of_answer_s": 20.0, "abandonment_rate_pct": 33.3}
+    assert vip["last_15_min"] == {"answered": 1, "abandoned": 1, "short_abandons_excluded": 0,
+                                  "service_level_pct": 50.0, "average_speed_of_answer_s": 10.0,
+                                  "abandonment_rate_pct": 50.0}
+
+
+def test_a_busy_day_is_counted_whole() -> None:
+    state = RouterState()
+    step_s, at = 0.15, MIDNIGHT - 6 * 3600  # from 18:00 yesterday, six and a half a second
+    while at < NOW:
+        state.record(Outcome(at, "vip", True, 3.0, True))
+        at += step_s
+    today = figures_for(state, "vip")["today"]
+    assert today["answered"] == round((NOW - MIDNIGHT) / step_s)  # 240,000: a count cap cut it at 200,000
+
+
+def test_memory_for_the_figures_stays_bounded_by_time() -> None:
+    state = RouterState()
+    step_s, at = 20.0, MIDNIGHT - 5 * 86_400
+    while at < NOW:
+        state.record(Outcome(at, "vip" if int(at) % 3 else "urgent", True, 3.0, True))
+        at += step_s
+    assert len(state.tallies) <= 2 * (KEEP_BUCKETS + 1)  # two queues
+    assert len(state.outcomes) <= RECENT_S / step_s + 1
+    assert min(b for b, _ in state.tallies) * BUCKET_S < MIDNIGHT  # the start of today is kept
+    assert figures_for(state, "vip")["today"]["answered"] + figures_for(state, "urgent")["today"]["answered"] == \
+        round((NOW - MIDNIGHT) / step_s)
