@@ -20,6 +20,7 @@ from channels.events import contact_stream_id
 
 from ..ingest import IdempotencyConflict
 from . import keys
+from .auth import require_admin
 from .errors import ApiError
 from .openapi import error_responses
 
@@ -96,6 +97,7 @@ async def post_channel_event(request: web.Request) -> web.Response:
 
 
 async def get_contact(request: web.Request) -> web.Response:
+    gateway = _contact_reader(request)
     contact_id = request.match_info["contact_id"]
     if not _is_contact_id(contact_id):  # contact ids are UUIDs; anything else names no stream at all
         raise ApiError(404, "contact_not_found", f"no contact {contact_id[:80]!r}", field="contact_id")
@@ -104,10 +106,35 @@ async def get_contact(request: web.Request) -> web.Response:
     if not events:
         raise ApiError(404, "contact_not_found", f"no contact {contact_id!r}", field="contact_id")
     view = fold((e.type, e.data) for e in events)
+    if gateway is not None and (view is None or view.channel is not gateway):
+        # A gateway reads the contacts it opened, not the other channels' customers.
+        raise ApiError(403, "forbidden", f"the {gateway.value} gateway can read only {gateway.value} contacts; "
+                       "this one came in on another channel", field="contact_id")
     return web.json_response({
         "contact": view.to_data() if view else None,
         "events": [_history_entry(e) for e in events],
     })
+
+
+def _contact_reader(request: web.Request) -> Channel | None:
+    """Who may read a contact: the admin (Bearer token; None here) or a gateway that signs the
+    request as it signs its events, over an empty body (its channel). A contact's history names
+    the customer, the intent and the handling agents: no anonymous reads."""
+    if "Authorization" in request.headers or "X-Router-Signature" not in request.headers:
+        require_admin(request, request.app[keys.CREDENTIALS].admin_token)
+        return None
+    stamp, signature = request.headers.get("X-Router-Timestamp"), request.headers.get("X-Router-Signature")
+    first_error: SignatureError | None = None
+    for name, secrets in request.app[keys.CREDENTIALS].gateway_secrets.items():
+        try:
+            verify_signature(b"", stamp, signature, secrets, now_s=time.time())
+        except SignatureError as exc:
+            first_error = first_error or exc
+            continue
+        return Channel(name)
+    error = first_error or SignatureError("bad_signature", "no gateway secret is configured")
+    raise ApiError(401, error.code, f"{error.message} (a gateway signs a read as '<timestamp>.' with an empty body)",
+                   headers={"WWW-Authenticate": "X-Router-Signature"})
 
 
 def _is_contact_id(value: str) -> bool:
@@ -154,9 +181,13 @@ def openapi_paths(doc: dict[str, Any]) -> None:
         }}
     doc["paths"]["/v1/contacts/{contact_id}"] = {"get": {
         "summary": "A contact's current state and its full event history",
+        "description": "For the admin (Bearer token), or for the gateway of the contact's channel, signed as "
+                       "its events are, over an empty body: X-Router-Signature is HMAC-SHA256 of '<timestamp>.'. "
+                       "Message texts, transcripts and full phone numbers stay out of this view.",
+        "security": [{"admin": []}, {"gateway": []}],
         "parameters": [{"name": "contact_id", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": {"200": {"description": "the contact", "content": {"application/json": {"schema": {"type": "object"}}}},
-                      **error_responses(404)},
+                      **error_responses(401, 403, 404)},
     }}
 
 

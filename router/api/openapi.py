@@ -44,6 +44,9 @@ def build_document(contributors: list[Contributor]) -> dict[str, Any]:
             "schemas": {"Error": ERROR_SCHEMA},
             "securitySchemes": {
                 "admin": {"type": "http", "scheme": "bearer"},
+                "gateway": {"type": "apiKey", "in": "header", "name": "X-Router-Signature",
+                            "description": "sha256=<hex HMAC-SHA256(secret, '<timestamp>.<raw body>')>, with "
+                                         "X-Router-Timestamp: <unix seconds>"},
             },
         },
     }

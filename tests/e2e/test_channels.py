@@ -232,3 +232,27 @@ async def test_a_gateway_without_a_configured_secret_is_refused_clearly(database
 async def test_unknown_contact_is_404(api: Api) -> None:
     status, body = await api.get(f"/v1/contacts/{uuid.uuid4()}")
     assert (status, body["error"]["code"]) == (404, "contact_not_found")
+
+
+async def test_who_may_read_a_contact(api: Api) -> None:
+    """The admin, or the contact's own gateway signing the read; nobody else."""
+    status, body = await api.post_event("phone", phone_start("reader-1"))
+    assert status == 202
+    path = f"/v1/contacts/{body['contact_id']}"
+    now = int(time.time())
+    assert (await api.get(path))[0] == 200  # the admin
+    status, contact = await api.get(path, signed_headers(b"", SECRETS["phone"][0], now))
+    assert status == 200 and contact["contact"]["channel"] == "phone"
+    refused = [
+        ({}, 401, "unauthorized"),
+        ({"Authorization": "Bearer not-the-token"}, 401, "unauthorized"),
+        (signed_headers(b"", SECRETS["webchat"][0], now), 403, "forbidden"),  # another channel's gateway
+        (signed_headers(b"", SECRETS["phone"][0], now - 3600), 401, "stale_timestamp"),  # a replayed read
+        (signed_headers(b"", "x" * 32, now), 401, "bad_signature"),
+        (signed_headers(b"{}", SECRETS["phone"][0], now), 401, "bad_signature"),  # signed another body
+    ]
+    for headers, want_status, code in refused:
+        status, answer = await api.get(path, headers)
+        assert (status, answer["error"]["code"]) == (want_status, code), headers
+        assert "events" not in answer
+
