@@ -84,8 +84,10 @@ def _reserved(state: RouterState, agent: AgentState, data: Data) -> None:
 
 def _released(state: RouterState, agent: AgentState, data: Data) -> None:
     agent.offers.pop(data["offer_id"], None)
-    if data.get("reason") in ("expired", "rejected"):
+    if data.get("reason") == "expired":  # not answered at all
         agent.missed_in_row += 1
+    elif data.get("reason") == "rejected":  # an answer: the agent is at the desk
+        agent.missed_in_row = 0
 
 
 def _engaged(state: RouterState, agent: AgentState, data: Data) -> None:

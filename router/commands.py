@@ -71,7 +71,7 @@ def accept(state: RouterState, agent_id: str, offer_id: object, now_s: float) ->
         raise CommandError("contact_ended", "the customer has left; this offer is being withdrawn")
     base = {"offer_id": offer.offer_id, "contact_id": contact.contact_id, "agent_id": agent_id, "at_s": now_s}
     assigned = {**base, "channel": offer.channel.value, "queue_id": contact.queue_id,
-                "waited_s": round(now_s - contact.queued_at_s, 3)}
+                "waited_s": round(now_s - contact.wait_from_s, 3)}
     engaged = {**base, "channel": offer.channel.value}
     return Decision("accept", (Part(contact.stream_id, contact.version,
                                     ((ev.OFFER_ACCEPTED, base), (ev.CONTACT_ASSIGNED, assigned))),

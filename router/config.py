@@ -34,6 +34,10 @@ class Settings:
     # A snapshot of the in-memory state at most this often (router.snapshots); 0: only when
     # the server stops cleanly.
     snapshot_every_s: int = 300
+    # An agent who lets this many offers in a row expire unanswered is set away (TimerSettings).
+    max_missed_offers: int = 3
+    # How long a dropped desk may take to reconnect before its offers go to others.
+    disconnect_grace_s: int = 15
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -48,6 +52,8 @@ class Settings:
             "store_batches_in_flight": _whole_number(env, "ROUTER_STORE_BATCHES_IN_FLIGHT", 2, 1, 16),
             "snapshot_every_s": _whole_number(env, "ROUTER_SNAPSHOT_EVERY_S", 300, 0, 86_400),
             "snapshot_key": env.get("ROUTER_SNAPSHOT_KEY") or None,
+            "max_missed_offers": _whole_number(env, "ROUTER_MAX_MISSED_OFFERS", 3, 1, 100),
+            "disconnect_grace_s": _whole_number(env, "ROUTER_DISCONNECT_GRACE_S", 15, 1, 3_600),
         }
         if values["snapshot_key"] is not None and len(str(values["snapshot_key"])) < 16:
             raise ValueError("ROUTER_SNAPSHOT_KEY must be 16 characters or more")

@@ -72,7 +72,7 @@ def queue_figures(state: RouterState, policy: CompiledPolicy, now_s: float, zone
         if contact.queue_id is None:
             continue
         if contact.status in (WAITING, OFFERED):
-            waiting.setdefault(contact.queue_id, []).append(now_s - contact.queued_at_s)
+            waiting.setdefault(contact.queue_id, []).append(now_s - contact.wait_from_s)
         elif contact.status == ASSIGNED:
             assigned[contact.queue_id] = assigned.get(contact.queue_id, 0) + 1
     figures = []

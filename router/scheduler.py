@@ -48,8 +48,11 @@ class TimerScheduler:
         self._buckets.clear()
 
     def reconcile(self, ref: str, timers: Iterable[Timer]) -> None:
-        """Make `ref`'s armed timers exactly `timers`."""
+        """Make `ref`'s armed timers exactly `timers` (each of them owned by `ref`)."""
         wanted = {t.key: t for t in timers}
+        if any(t.ref != ref for t in wanted.values()):
+            # A tick finds a timer through its owner: one filed under another ref would never fire.
+            raise ValueError(f"timers for {ref!r} must have ref {ref!r}")
         armed = self._by_ref.get(ref, {})
         for key, old in armed.items():
             if wanted.get(key) != old:
@@ -61,6 +64,15 @@ class TimerScheduler:
             self._by_ref[ref] = wanted
         else:
             self._by_ref.pop(ref, None)
+
+    def rearm(self, timer: Timer) -> None:
+        """Arm one timer again (e.g. later, after a failed fire), keeping its owner's others."""
+        armed = self._by_ref.setdefault(timer.ref, {})
+        old = armed.get(timer.key)
+        if old is not None:
+            self._buckets.get(self._bucket(old), {}).pop(timer.key, None)
+        armed[timer.key] = timer
+        self._arm(timer)
 
     def _bucket(self, timer: Timer) -> int:
         return math.ceil(timer.due_s / self._resolution_s)

@@ -17,9 +17,11 @@ from aiohttp import web
 from eventstore.postgres import StoreSettings
 
 from .app import AppConfig, build_app
-from .config import Settings, load_credentials
+from .config import Credentials, Settings, load_credentials
 from .embedded import EmbeddedPostgres
 from .migrate import upgrade
+from .service import RouterSettings
+from .timers import TimerSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +47,19 @@ def migrate_only(settings: Settings, revision: str) -> int:
     return 0
 
 
+def app_config(settings: Settings, credentials: Credentials, dsn: str, *, demo: bool) -> AppConfig:
+    """What `serve` runs, from the operator's settings."""
+    timers = TimerSettings(disconnect_grace_s=settings.disconnect_grace_s, max_missed_offers=settings.max_missed_offers)
+    return AppConfig(settings, credentials, dsn, demo=demo,
+                     store_settings=StoreSettings(max_inflight_batches=settings.store_batches_in_flight),
+                     router_settings=RouterSettings(domain=settings.domain, timers=timers))
+
+
 def serve(settings: Settings, *, demo: bool, workers: int = 1) -> int:
     credentials = load_credentials(settings)
     with database(settings) as dsn:
         upgrade(dsn)
-        store_settings = StoreSettings(max_inflight_batches=settings.store_batches_in_flight)
-        app = build_app(AppConfig(settings, credentials, dsn, store_settings=store_settings, demo=demo))
+        app = build_app(app_config(settings, credentials, dsn, demo=demo))
         kept = "set by ROUTER_ADMIN_TOKEN" if settings.admin_token else f"kept in {settings.var_dir}/admin-token"
         print(f"contact router on http://{settings.host}:{settings.port}  (pages: /admin, /desk)\n"
               f"admin token ({kept}): {credentials.admin_token}", flush=True)

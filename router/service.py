@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import orjson
@@ -370,8 +370,7 @@ class RouterService:
                 await self.submit(decision)
         except StoreUnavailableError as exc:
             log.warning("timer %s could not fire (%s); re-armed", timer.key, exc.message)
-            self._scheduler.reconcile(timer.ref, [Timer(timer.key, self._clock() + 1.0, timer.kind, timer.ref,
-                                                        timer.arg)])
+            self._scheduler.rearm(replace(timer, due_s=self._clock() + 1.0))
 
     # -- desk commands ----------------------------------------------------------------------
 

@@ -51,7 +51,11 @@ class ContactState:
     facts: ContactFacts | None = None
     status: str = NEW
     plan: RoutingPlan | None = None
-    queued_at_s: float = 0.0
+    queued_at_s: float = 0.0  # first queued: priority ages from here
+    # When the current wait began: queued, or again after a transfer or at a callback's time.
+    # The SLA clock, the answer's waited_s and the longest wait count from here, so that a
+    # transferred contact is not a breach before it waits, nor its first talk time a wait.
+    wait_from_s: float = 0.0
     queue_id: str | None = None
     requirements: tuple[Requirement, ...] | None = None  # set by a transfer: replaces the plan's
     priority_boost: float = 0.0
@@ -404,6 +408,7 @@ def _queued(state: RouterState, contact: ContactState, data: Data) -> None:
     contact.plan = plan_from_json(data["plan"])
     contact.queue_id = data["queue_id"]
     contact.queued_at_s = float(data["queued_at_s"])
+    contact.wait_from_s = contact.queued_at_s
     contact.requirements = None
     contact.steps_done = 0
     contact.replan = False
@@ -422,6 +427,12 @@ def _requeued(state: RouterState, contact: ContactState, data: Data) -> None:
     contact.tried.clear()
     contact.agent_id = None
     contact.status = WAITING
+    _waits_again(contact, float(data["at_s"]))
+
+
+def _waits_again(contact: ContactState, at_s: float) -> None:
+    contact.wait_from_s = at_s
+    contact.sla_breached = False  # the new wait has its own SLA clock
 
 
 def _unroutable(state: RouterState, contact: ContactState, data: Data) -> None:
@@ -475,7 +486,7 @@ def _finished(state: RouterState, contact: ContactState, data: Data) -> None:
     """Completed by the agent, or ended/abandoned by the customer."""
     if contact.status in (WAITING, OFFERED) and contact.plan is not None and contact.queue_id is not None:
         waited_s = float(data.get("waited_s", 0.0))
-        at_s = float(data.get("at_s") or contact.queued_at_s + waited_s)
+        at_s = float(data.get("at_s") or contact.wait_from_s + waited_s)
         state.record(Outcome(at_s, contact.queue_id, False, waited_s, False))
     contact.end_reason = contact.end_reason or data.get("cause") or data.get("disposition") or "ended"
     contact.status = DONE
@@ -494,6 +505,8 @@ def _callback_due(state: RouterState, contact: ContactState, data: Data) -> None
         contact.status = WAITING
         contact.end_reason = None
         contact.tried.clear()
+    if contact.status == WAITING:
+        _waits_again(contact, float(data["at_s"]))
 
 
 def _deadline_due(state: RouterState, contact: ContactState, data: Data) -> None:

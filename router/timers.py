@@ -25,7 +25,7 @@ class Timer:
     key: str  # the scheduler's job id: the same deadline always has the same id
     due_s: float
     kind: str  # offer_expiry, escalate, sla, deadline, wrapup_end, disconnect
-    ref: str  # contact, offer or agent id
+    ref: str  # the owner, a contact or agent id: the scheduler keeps each owner's timers together
     arg: str = ""
 
 
@@ -46,7 +46,9 @@ def timers_for_contact(contact: ContactState) -> list[Timer]:
     if contact.status == DONE:
         return out
     if contact.offer is not None:
-        out.append(Timer(f"offer:{contact.offer.offer_id}", contact.offer.expires_at_s, "offer_expiry",
+        # Owned by the contact like its other timers (the scheduler arms and fires them per
+        # owner); the offer it is about goes in `arg`.
+        out.append(Timer(f"offer:{contact.offer.offer_id}", contact.offer.expires_at_s, "offer_expiry", cid,
                          contact.offer.offer_id))
     if contact.status in (WAITING, OFFERED):
         if contact.steps_done < len(plan.escalations) and contact.requirements is None:
@@ -54,7 +56,8 @@ def timers_for_contact(contact: ContactState) -> list[Timer]:
             out.append(Timer(f"escalate:{cid}:{contact.steps_done}", contact.queued_at_s + step.after_s,
                              "escalate", cid, str(contact.steps_done)))
         if not contact.sla_breached:
-            out.append(Timer(f"sla:{cid}", contact.queued_at_s + plan.answer_within_s, "sla", cid))
+            out.append(Timer(f"sla:{cid}:{contact.wait_from_s}", contact.wait_from_s + plan.answer_within_s, "sla",
+                             cid))
     for deadline in plan.deadlines:
         if deadline.name not in contact.deadlines_done:
             out.append(Timer(f"deadline:{cid}:{deadline.name}", deadline.due_s, "deadline", cid, deadline.name))
@@ -79,8 +82,8 @@ def fire(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings
 
 
 def _offer_expiry(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings) -> list[Decision]:
-    offer = state.offers.get(timer.ref)
-    if offer is None or now_s < offer.expires_at_s:
+    offer = state.offers.get(timer.arg)
+    if offer is None or offer.contact_id != timer.ref or now_s < offer.expires_at_s:
         return []
     from .commands import close_offer
 
@@ -115,7 +118,8 @@ def _escalate(state: RouterState, timer: Timer, now_s: float, settings: TimerSet
 
 def _sla(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings) -> list[Decision]:
     contact = state.contacts.get(timer.ref)
-    if contact is None or contact.plan is None or contact.status not in (WAITING, OFFERED) or contact.sla_breached:
+    if contact is None or contact.plan is None or contact.status not in (WAITING, OFFERED) or contact.sla_breached \
+            or now_s < contact.wait_from_s + contact.plan.answer_within_s:
         return []
     data = {"contact_id": contact.contact_id, "queue_id": contact.queue_id,
             "answer_within_s": contact.plan.answer_within_s, "at_s": now_s}

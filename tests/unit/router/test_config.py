@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from router.cli import main
-from router.config import Settings, load_credentials
+from router.config import Credentials, Settings, load_credentials
+from router.serve import app_config
 
 
 def test_defaults_without_any_setting() -> None:
@@ -32,6 +33,17 @@ def test_the_command_line_says_which_setting_is_wrong(monkeypatch: pytest.Monkey
     assert main(["check"]) == 2
     err = capsys.readouterr().err
     assert "ROUTER_STORE_BATCHES_IN_FLIGHT" in err and "Traceback" not in err
+
+
+def test_offer_and_desk_timers_come_from_the_environment_to_the_router() -> None:
+    settings = Settings.from_env({"ROUTER_MAX_MISSED_OFFERS": "5", "ROUTER_DISCONNECT_GRACE_S": "40"})
+    config = app_config(settings, Credentials("t" * 32), "postgresql://nowhere/db", demo=False)
+    assert (config.router_settings.timers.max_missed_offers, config.router_settings.timers.disconnect_grace_s) == (5, 40)
+    defaults = app_config(Settings.from_env({}), Credentials("t" * 32), "postgresql://nowhere/db", demo=False)
+    assert (defaults.router_settings.timers.max_missed_offers, defaults.router_settings.timers.disconnect_grace_s) == (3, 15)
+    for name, raw in (("ROUTER_MAX_MISSED_OFFERS", "0"), ("ROUTER_DISCONNECT_GRACE_S", "forever")):
+        with pytest.raises(ValueError, match=f"{name} must be a whole number"):
+            Settings.from_env({name: raw})
 
 
 def test_snapshot_settings_come_from_the_environment_and_are_checked() -> None:

@@ -254,6 +254,26 @@ def test_transfer_to_a_named_agent_keeps_hard_requirements() -> None:
     assert offers(log, NOW + 31) == {"c1": "a3"}  # not a2, though a2 has been idle longer
 
 
+def test_a_transferred_contact_waits_afresh_for_the_sla_and_the_figures() -> None:
+    log = Log()
+    log.agent("a1", skills={"fraud": 4}, at_s=NOW - 100)
+    log.agent("a3", skills={"fraud": 5}, available=False)
+    placed(log, "c1", intent=Intent.FRAUD)
+    offers(log)
+    log.commit(accept(log.state, "a1", log.state.contacts["c1"].offer.offer_id, NOW + 2))
+    contact = log.state.contacts["c1"]
+    answer_within_s = contact.plan.answer_within_s
+    log.commit(transfer(log.state, "a1", "c1", None, "a3", "needs a senior", NOW + 600))  # a long first talk
+    [sla] = [t for t in timers_for_contact(contact) if t.kind == "sla"]
+    assert sla.due_s == NOW + 600 + answer_within_s  # from the transfer, not from the first queueing
+    assert fire(log.state, sla, NOW + 601, SETTINGS) == []  # the first talk is not a wait
+    log.add("agent-default:a3", ev.AGENT_STATE_CHANGED, {"agent_id": "a3", "state": "available", "at_s": NOW + 601})
+    offers(log, NOW + 603)
+    log.commit(accept(log.state, "a3", contact.offer.offer_id, NOW + 605))
+    answered = [o for o in log.state.outcomes if o.answered]
+    assert [(o.waited_s, o.within_sla) for o in answered] == [(2.0, True), (5.0, True)]
+
+
 def test_transfer_is_refused_when_nobody_could_take_it_there() -> None:
     log = Log()
     log.agent("a1", skills={"fraud": 4, "complaints": 3}, languages=("zh",))

@@ -4,6 +4,7 @@ is a repeat, a change is not), and a round that cannot be stored is retried at a
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from eventstore import ANY, MemoryEventStore, NewEvent
@@ -130,5 +131,33 @@ async def test_another_routing_domains_events_are_not_this_routers() -> None:
     try:
         assert seen == ["contact-default:c1"]
         assert set(router.state.contacts) == {"c1"}
+    finally:
+        await router.stop()
+
+
+async def test_an_offer_nobody_answers_expires_on_the_clock_and_goes_to_the_next_agent() -> None:
+    """Through the real scheduler (not by calling `fire`): the offer's timer belongs to its
+    contact, and it must fire at the offer's expiry."""
+    from tests.unit.policies.helpers import compiled
+
+    policy = compiled([{"id": "everyone", "queue": "general", "offer_timeout_s": 0.3}])
+    store = MemoryEventStore()
+    now = time.time()
+    for stream_id, type_, data in Log.events_of(
+            lambda log: (log.agent("a1", at_s=now), log.agent("a2", at_s=now), log.contact("c1"))):
+        await store.append(stream_id, [NewEvent(type_, data)], ANY)
+    router = RouterService(store, lambda: policy, RouterSettings(instance="test"), clock=time.time)
+    await router.start()
+    await router.on_elected()
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            types = [(e.type, e.data.get("agent_id")) for e in await store.read_stream("contact-default:c1")]
+            if [t for t, _ in types].count(ev.OFFER_MADE) == 2:
+                break
+            await asyncio.sleep(0.05)
+        offered = [agent for t, agent in types if t == ev.OFFER_MADE]
+        assert ev.OFFER_EXPIRED in [t for t, _ in types], types
+        assert len(offered) == 2 and set(offered) == {"a1", "a2"}, types  # then the other agent
     finally:
         await router.stop()
