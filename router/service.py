@@ -79,6 +79,7 @@ class RouterService:
         self._landed = asyncio.Event()  # set (and replaced) each time a round's decisions land
         self._commanding: dict[str, int] = {}  # agent id -> its desk commands being decided or stored
         self._last_recorded_s = 0.0
+        self._applied_lag_s = 0.0
         self._last_forget_s = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self.decisions_ok = 0
@@ -109,6 +110,7 @@ class RouterService:
         else:
             delivered = await self._subscription.catch_up_from(cursor)
         self._snapshot_at = time.monotonic()
+        self._applied_lag_s = 0.0  # the rebuild read old events on purpose: lag counts from now on
         log.info("state rebuilt in %.2f s: %s and %d events of the log", time.monotonic() - started,
                  f"a snapshot at position {cursor.position}" if cursor is not None else "no snapshot", delivered)
         self._tasks.append(asyncio.create_task(self._subscription.run_from_cursor(), name="router-follow"))
@@ -226,12 +228,18 @@ class RouterService:
         return True
 
     def event_lag_s(self) -> float:
-        """How far behind the log this instance is: now minus the newest applied event's time."""
+        """How late the newest applied event reached this instance's state (its commit to its
+        application). It stays put while the log is quiet: a caught-up instance is not late."""
+        return self._applied_lag_s
+
+    def seconds_since_last_event(self) -> float:
+        """Now minus the newest applied event's time: grows with a quiet log, or a stuck follower."""
         return max(0.0, time.time() - self._last_recorded_s) if self._last_recorded_s else 0.0
 
     async def _apply_batch(self, events: Sequence[RecordedEvent]) -> None:
         if events:
             self._last_recorded_s = events[-1].recorded_at.timestamp()
+            self._applied_lag_s = max(0.0, time.time() - self._last_recorded_s)
             self._cursor = events[-1].cursor
             self._since_snapshot += len(events)
         # The log holds every routing domain (stream ids are `<category>-<domain>:<key>`);

@@ -33,6 +33,29 @@ async def get_queues(request: web.Request) -> web.Response:
                               "leader": request.app[ROUTER].is_leader, "at": time.time()})
 
 
+def _window_metrics(figures: list[dict[str, Any]], key: str, suffix: str, span: str) -> Iterator[Metric]:
+    labels = ["queue"]
+    sl = GaugeMetricFamily(f"router_queue_service_level{suffix}_ratio",
+                           f"Share answered within the SLA target, {span}", labels=labels)
+    asa = GaugeMetricFamily(f"router_queue_average_speed_of_answer{suffix}_seconds",
+                            f"Mean wait of answered contacts, {span}", labels=labels)
+    aband = GaugeMetricFamily(f"router_queue_abandonment{suffix}_ratio",
+                              f"Abandons (5 s or more) over finished waits, {span}", labels=labels)
+    answered = GaugeMetricFamily(f"router_queue_answered{suffix}", f"Waits answered, {span}", labels=labels)
+    abandoned = GaugeMetricFamily(f"router_queue_abandoned{suffix}", f"Waits abandoned (5 s or more), {span}",
+                                  labels=labels)
+    for q in figures:
+        name, window = [q["queue"]], q[key]
+        answered.add_metric(name, window["answered"])
+        abandoned.add_metric(name, window["abandoned"])
+        if window["service_level_pct"] is not None:
+            sl.add_metric(name, window["service_level_pct"] / 100)
+            aband.add_metric(name, window["abandonment_rate_pct"] / 100)
+        if window["average_speed_of_answer_s"] is not None:
+            asa.add_metric(name, window["average_speed_of_answer_s"])
+    yield from (sl, asa, aband, answered, abandoned)
+
+
 class RouterCollector:
     """Reads the live state at scrape time: nothing is counted twice or kept apart."""
 
@@ -44,25 +67,19 @@ class RouterCollector:
         labels = ["queue"]
         waiting = GaugeMetricFamily("router_queue_waiting", "Contacts waiting in the queue", labels=labels)
         longest = GaugeMetricFamily("router_queue_longest_wait_seconds", "Longest current wait", labels=labels)
-        sl = GaugeMetricFamily("router_queue_service_level_ratio",
-                               "Share answered within the SLA target, last 15 minutes", labels=labels)
-        asa = GaugeMetricFamily("router_queue_average_speed_of_answer_seconds", "Mean wait of answered contacts, "
-                                "last 15 minutes", labels=labels)
-        aband = GaugeMetricFamily("router_queue_abandonment_ratio", "Abandons (5 s or more) over finished waits, "
-                                  "last 15 minutes", labels=labels)
+        in_progress = GaugeMetricFamily("router_queue_in_progress", "Contacts of the queue with an agent now",
+                                        labels=labels)
         agents = GaugeMetricFamily("router_queue_agents", "Agents serving the queue by state", labels=["queue", "state"])
         for q in figures:
-            name, window = [q["queue"]], q["last_15_min"]
-            waiting.add_metric(name, q["waiting"])
-            longest.add_metric(name, q["longest_wait_s"])
-            if window["service_level_pct"] is not None:
-                sl.add_metric(name, window["service_level_pct"] / 100)
-                aband.add_metric(name, window["abandonment_rate_pct"] / 100)
-            if window["average_speed_of_answer_s"] is not None:
-                asa.add_metric(name, window["average_speed_of_answer_s"])
+            waiting.add_metric([q["queue"]], q["waiting"])
+            longest.add_metric([q["queue"]], q["longest_wait_s"])
+            in_progress.add_metric([q["queue"]], q["in_progress"])
             for state, count in q["agents"].items():
                 agents.add_metric([q["queue"], state], count)
-        yield from (waiting, longest, sl, asa, aband, agents)
+        yield from (waiting, longest, in_progress, agents)
+        # The same figures as GET /v1/queues, for the last 15 minutes and for today.
+        for key, suffix, span in (("last_15_min", "", "last 15 minutes"), ("today", "_today", "today")):
+            yield from _window_metrics(figures, key, suffix, span)
         yield from self._health()
 
     def _health(self) -> Iterator[Metric]:
@@ -71,12 +88,19 @@ class RouterCollector:
         yield GaugeMetricFamily("router_is_leader", "1 when this instance routes its domain", value=router.is_leader)
         yield GaugeMetricFamily("router_decision_round_seconds_p50", "Median routing round time (last 200)",
                                 value=statistics.median(latencies) if latencies else 0.0)
+        yield GaugeMetricFamily("router_decision_round_seconds_p99", "99th percentile routing round time (last 200)",
+                                value=statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else
+                                (latencies[0] if latencies else 0.0))
         yield GaugeMetricFamily("router_decisions_total", "Decisions appended by this instance",
                                 value=router.decisions_ok)
         yield GaugeMetricFamily("router_decisions_stale_total", "Decisions refused as stale (re-decided)",
                                 value=router.decisions_stale)
-        yield GaugeMetricFamily("router_event_lag_seconds", "Time since the newest applied event was recorded",
+        yield GaugeMetricFamily("router_event_lag_seconds", "How long the newest applied event took from its "
+                                "commit to this instance's state (stays put while the log is quiet)",
                                 value=router.event_lag_s())
+        yield GaugeMetricFamily("router_seconds_since_last_event", "Time since the newest applied event was "
+                                "recorded (grows while the log is quiet, or while this instance is stuck)",
+                                value=router.seconds_since_last_event())
         yield GaugeMetricFamily("router_websocket_connections", "Agent desks connected to this instance",
                                 value=len(hub.desks))
 

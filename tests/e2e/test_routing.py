@@ -299,7 +299,15 @@ async def test_queue_figures_and_metrics(routed: Api) -> None:
         async with routed.client.get("/metrics") as resp:
             text = await resp.text()
         assert resp.status == 200
-        assert f'router_queue_waiting{{queue="{queue["queue"]}"}} 1.0' in text
+        name = queue["queue"]
+        for line in (f'router_queue_waiting{{queue="{name}"}} 1.0', f'router_queue_in_progress{{queue="{name}"}} 1.0',
+                     f'router_queue_answered_today{{queue="{name}"}} 1.0',
+                     f'router_queue_service_level_today_ratio{{queue="{name}"}} 1.0',
+                     f'router_queue_service_level_ratio{{queue="{name}"}} 1.0'):
+            assert line in text, line
+        lag = float(next(x for x in text.splitlines() if x.startswith("router_event_lag_seconds ")).split()[1])
+        assert 0.0 <= lag < 5.0  # how late the newest event was applied, not the age of the log
+        assert "router_decision_round_seconds_p99" in text and "router_seconds_since_last_event" in text
         assert "router_websocket_connections 1.0" in text and "router_is_leader 1.0" in text
     finally:
         await ws.close()
