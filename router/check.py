@@ -6,7 +6,9 @@ report at an instant); the CLI only reads the log and prints. Invariants:
 - no agent above its capacity (per channel and in total) when the router reserved or
   engaged it;
 - every offer resolved (accepted, rejected, expired or revoked), unless still running;
-- every contact ended, abandoned, or waiting with a plan (placed by the router);
+- every contact ended, abandoned, or waiting with a plan (placed by the router) and its timers
+  due: a wait past its SLA is marked breached, a follow-up deadline past due is marked (both
+  judged against the log's newest event, so a stopped router is not blamed for the time since);
 - no hard requirement ever relaxed: every escalation step keeps every hard requirement
   of the plan, and every assigned agent meets them.
 """
@@ -23,6 +25,7 @@ from . import events as ev
 
 OFFER_GRACE_S = 60.0  # an offer past its expiry by more than this should have been resolved
 PLACE_GRACE_S = 60.0  # a contact that arrived longer ago than this should have been placed
+TIMER_GRACE_S = 60.0  # a timer due longer ago than this should have fired
 
 
 Key = tuple[str, str]  # (routing domain, agent or contact id)
@@ -46,6 +49,9 @@ class _Contact:
     assignee: str | None = None
     hard: list[dict[str, Any]] = field(default_factory=list)
     channel: str | None = None
+    answer_within_s: float | None = None
+    sla_due_s: float | None = None  # the current wait's SLA breach moment; None once answered or marked
+    deadlines: dict[str, float] = field(default_factory=dict)  # not yet marked due
 
 
 @dataclass
@@ -55,9 +61,11 @@ class Checker:
     offers: dict[str, tuple[Key, float]] = field(default_factory=dict)  # open offers: id -> (contact, expires)
     violations: list[str] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+    newest_s: float = 0.0  # the newest event's time: the router was running then
 
     def feed(self, event: RecordedEvent) -> None:
         self.counts["events"] += 1
+        self.newest_s = max(self.newest_s, event.recorded_at.timestamp())
         # Agents and contacts are known by (routing domain, id): the log holds every domain,
         # and an agent id chosen by one domain's admin may well be used in another.
         head, _, key = event.stream_id.partition(":")
@@ -110,6 +118,13 @@ class Checker:
             contact.placed = True
             if kind == ev.CONTACT_QUEUED:
                 contact.hard = [r for r in data["plan"]["requirements"] if r.get("hard")]
+                contact.answer_within_s = float(data["plan"]["answer_within_s"])
+                contact.sla_due_s = float(data["queued_at_s"]) + contact.answer_within_s
+                contact.deadlines = {k: float(v) for k, v in (data["plan"].get("deadlines") or {}).items()}
+        elif kind == ev.SLA_BREACHED:
+            contact.sla_due_s = None
+        elif kind == ev.FOLLOW_UP_DUE:
+            contact.deadlines.pop(data["name"], None)
         elif kind == ev.ESCALATION_APPLIED:
             self._kept_hard(contact_id, contact, data.get("requirements", []), event)
         elif kind == ev.OFFER_MADE:
@@ -124,15 +139,25 @@ class Checker:
             contact.assignee = None
             if kind == ev.CONTACT_REQUEUED:
                 contact.hard = [r for r in data.get("requirements", []) if r.get("hard") and r["kind"] != "agent"]
+                self._waits_again(contact, data)
         elif kind == ev.CALLBACK_DUE:
+            if contact.finished or contact.assignee is None:
+                self._waits_again(contact, data)
             contact.finished = False  # the callback re-opens it until an agent completes it
         elif kind in (ev.CONTACT_COMPLETED, ev.CONTACT_ENDED, ev.CUSTOMER_ABANDONED):
             contact.finished = True
             contact.assignee = None
+            contact.sla_due_s = None
             self.counts[kind] += 1
+
+    @staticmethod
+    def _waits_again(contact: _Contact, data: dict[str, Any]) -> None:
+        if contact.answer_within_s is not None:  # a new wait, with its own SLA clock
+            contact.sla_due_s = float(data["at_s"]) + contact.answer_within_s
 
     def _assigned(self, contact_id: Key, contact: _Contact, data: dict[str, Any], event: RecordedEvent) -> None:
         self.counts["assigned"] += 1
+        contact.sla_due_s = None
         agent_id = data["agent_id"]  # an agent of the contact's own domain
         name = _named(contact_id)
         if contact.finished:
@@ -164,9 +189,19 @@ class Checker:
             if expires_s + OFFER_GRACE_S < now_s:
                 violations.append(f"offer {offer_id} for contact {_named(contact_id)} expired and was never resolved")
         waiting = 0
+        # Timers are judged against the log's own clock: while nothing was written (a router
+        # stopped for the night), no timer could have fired, and that is not a violation.
+        timers_by_s = min(now_s, self.newest_s) - TIMER_GRACE_S
         for contact_id, contact in self.contacts.items():
+            for name, due_s in contact.deadlines.items():
+                if due_s < timers_by_s:
+                    violations.append(f"contact {_named(contact_id)}: the {name} deadline was due at {due_s:.0f} "
+                                      "and never marked")
             if contact.arrived_s is None or contact.finished:
                 continue
+            if contact.sla_due_s is not None and contact.sla_due_s < timers_by_s:
+                violations.append(f"contact {_named(contact_id)} waited past its SLA (due at "
+                                  f"{contact.sla_due_s:.0f}) and no SlaBreached was recorded")
             if not contact.placed and contact.arrived_s + PLACE_GRACE_S < now_s:
                 violations.append(f"contact {_named(contact_id)} arrived and was never placed in a queue")
             waiting += 1

@@ -12,15 +12,19 @@ from router.check import Checker
 
 NOW = 1_790_042_400.0
 HARD_PLAN = {"requirements": [{"kind": "skill", "name": "sign_language", "min_level": 3, "hard": True},
-                              {"kind": "language", "name": "zh", "min_level": 0, "hard": False}]}
+                              {"kind": "language", "name": "zh", "min_level": 0, "hard": False}],
+             "answer_within_s": 20.0, "deadlines": {}}
 
 
-def run(events: list[tuple[str, str, dict[str, Any]]], now_s: float = NOW) -> dict[str, Any]:
+def run(events: list[tuple[str, str, dict[str, Any]]], now_s: float = NOW,
+        log_ends_s: float | None = None) -> dict[str, Any]:
+    """Every event recorded at NOW, the last one at `log_ends_s` if given."""
     checker, versions = Checker(), {}
     for position, (stream, type_, data) in enumerate(events, 1):
         versions[stream] = versions.get(stream, 0) + 1
+        at_s = log_ends_s if log_ends_s is not None and position == len(events) else NOW
         checker.feed(RecordedEvent(uuid.uuid4(), stream, versions[stream], position, position, type_, data, {},
-                                   datetime.fromtimestamp(NOW, timezone.utc)))
+                                   datetime.fromtimestamp(at_s, timezone.utc)))
     return checker.report(now_s)
 
 
@@ -37,7 +41,7 @@ def offer(offer_id: str, agent: str, contact: str = C) -> list[tuple[str, str, d
 
 
 def arrive(contact: str = C) -> list[tuple[str, str, dict[str, Any]]]:
-    return [(contact, ev.CONTACT_ARRIVED, {"channel": "phone"}), (contact, ev.CONTACT_QUEUED, {"plan": HARD_PLAN})]
+    return [(contact, ev.CONTACT_ARRIVED, {"channel": "phone"}), (contact, ev.CONTACT_QUEUED, {"plan": HARD_PLAN, "queued_at_s": NOW})]
 
 
 def assign(offer_id: str, agent: str, contact: str = C) -> list[tuple[str, str, dict[str, Any]]]:
@@ -94,3 +98,38 @@ def test_the_same_agent_id_in_two_routing_domains_is_two_agents() -> None:
     assert report["violations"] == [
         "contact c1 (domain branch_b) assigned to a1, who does not meet the hard requirement skill sign_language "
         f"(position {len(AGENT + other + arrive() + offer('o1', 'a1') + arrive(b_contact) + b_offer) + 2})"]
+
+
+def test_a_wait_past_its_sla_without_a_breach_mark_is_caught_by_the_logs_clock() -> None:
+    later = [("agent-default:a2", ev.AGENT_STATE_CHANGED, {"state": "away"})]  # the router still writing
+    quiet = run(AGENT + arrive(), now_s=NOW + 3600)  # nothing written since: no timer could fire
+    assert quiet["ok"], quiet["violations"]
+    missed = run(AGENT + arrive() + later, now_s=NOW + 3600, log_ends_s=NOW + 200)
+    assert any("waited past its SLA" in v for v in missed["violations"]), missed
+    marked = run(AGENT + arrive() + [(C, ev.SLA_BREACHED, {})] + later, now_s=NOW + 3600, log_ends_s=NOW + 200)
+    assert marked["ok"], marked["violations"]
+    answered = run(AGENT + arrive() + offer("o1", "a1") + assign("o1", "a1") + later, now_s=NOW + 3600,
+                   log_ends_s=NOW + 200)
+    assert answered["ok"], answered["violations"]
+    # A transfer starts a new wait: its SLA counts from the requeue.
+    moved = [(C, ev.CONTACT_TRANSFERRED, {}), (C, ev.CONTACT_REQUEUED, {"at_s": NOW + 150, "requirements": []})]
+    requeued = run(AGENT + arrive() + offer("o1", "a1") + assign("o1", "a1") + moved + later, now_s=NOW + 3600,
+                   log_ends_s=NOW + 200)
+    assert requeued["ok"], requeued["violations"]
+    requeued_long_ago = run(AGENT + arrive() + offer("o1", "a1") + assign("o1", "a1") + moved + later,
+                            now_s=NOW + 3600, log_ends_s=NOW + 300)
+    assert any("waited past its SLA" in v for v in requeued_long_ago["violations"])
+
+
+def test_a_follow_up_deadline_never_marked_is_caught() -> None:
+    plan = {**HARD_PLAN, "deadlines": {"follow_up": NOW + 100}}
+    events = [*AGENT, (C, ev.CONTACT_ARRIVED, {"channel": "phone"}),
+              (C, ev.CONTACT_QUEUED, {"plan": plan, "queued_at_s": NOW}), (C, ev.SLA_BREACHED, {}),
+              (C, ev.CONTACT_ENDED, {})]
+    later = [("agent-default:a2", ev.AGENT_STATE_CHANGED, {"state": "away"})]
+    missed = run(events + later, now_s=NOW + 3600, log_ends_s=NOW + 400)
+    assert any("follow_up deadline" in v for v in missed["violations"]), missed
+    marked = run(events + [(C, ev.FOLLOW_UP_DUE, {"name": "follow_up"})] + later, now_s=NOW + 3600,
+                 log_ends_s=NOW + 400)
+    assert marked["ok"], marked["violations"]
+
