@@ -257,7 +257,8 @@ class RouterState:
         moved = agent.idle_since_s != agent.indexed_idle_s
         for channel in Channel:
             index = self.available[channel]
-            if not self._has_room(agent.snapshot, channel):
+            # A dropped desk (inside its grace period) gets no new offers: nobody would see them.
+            if not agent.connected or not self._has_room(agent.snapshot, channel):
                 self._leave(channel, agent)
                 continue
             if moved:

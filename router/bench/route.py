@@ -83,6 +83,7 @@ def decision_state(agents: int, *, waiting: int = 12, busy_share: float = 0.5,
         log.add(stream, ev.AGENT_REGISTERED, {
             "agent_id": agent_id, "name": agent_id, "skills": {s: rng.choice((3, 4)) for s in SKILLS},
             "languages": ["zh", "en"], "channels": {"phone": 1, "webchat": 3}, "total_capacity": 3})
+        log.add(stream, ev.AGENT_CONNECTED, {"agent_id": agent_id, "at_s": now_s - 600})
         log.add(stream, ev.AGENT_STATE_CHANGED, {"agent_id": agent_id, "state": "available",
                                                  "at_s": now_s - 600 + 600 * i / agents})
         if rng.random() < busy_share:

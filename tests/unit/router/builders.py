@@ -64,6 +64,7 @@ class Log:
             "agent_id": agent_id, "name": agent_id, "skills": skills or {"general": 3},
             "languages": list(languages), "channels": channels or {"phone": 1, "webchat": 3},
             "total_capacity": 3})
+        self.add(stream, ev.AGENT_CONNECTED, {"agent_id": agent_id, "at_s": at_s})  # at the desk
         if available:
             self.add(stream, ev.AGENT_STATE_CHANGED, {"agent_id": agent_id, "state": "available", "at_s": at_s})
 

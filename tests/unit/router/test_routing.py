@@ -314,6 +314,16 @@ def test_disconnect_grace_revokes_offers_after_the_grace_only() -> None:
     assert log.state.contacts["c1"].status == WAITING
 
 
+def test_a_dropped_desk_gets_no_new_offers_in_its_grace_and_does_once_back() -> None:
+    log = Log()
+    log.agent("a1")
+    log.add("agent-default:a1", ev.AGENT_DISCONNECTED, {"agent_id": "a1", "at_s": NOW})
+    placed(log, "c1")
+    assert offers(log, NOW + 1) == {}  # still available on record, but nobody is at the desk
+    log.add("agent-default:a1", ev.AGENT_CONNECTED, {"agent_id": "a1", "at_s": NOW + 5})
+    assert offers(log, NOW + 5) == {"c1": "a1"}
+
+
 def test_going_away_hands_pending_offers_on() -> None:
     log = Log()
     log.agent("a1")
