@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -66,8 +67,13 @@ def _data(model: AgentChanges, agent_id: str) -> dict[str, Any]:
             value = {Channel(k).value: v for k, v in value.items()}
         data[key] = value
     if isinstance(model, NewAgent) and model.total_capacity is None:
-        data["total_capacity"] = max(1, max(model.channels.values()))
+        data["total_capacity"] = derived_total(model.channels.values())
     return data
+
+
+def derived_total(capacities: Iterable[int]) -> int:
+    """The total an agent gets when none is given: its largest channel's capacity."""
+    return max(1, max(capacities, default=1))
 
 
 class AgentDirectory:
@@ -86,8 +92,15 @@ class AgentDirectory:
         return self.view(agent.id)
 
     async def update(self, agent_id: str, changes: AgentChanges, actor: str) -> dict[str, Any]:
-        self.get(agent_id)
-        await self._append(agent_id, ev.AGENT_UPDATED, _data(changes, agent_id), actor, ANY)
+        profile = self.get(agent_id).profile
+        assert profile is not None
+        data = _data(changes, agent_id)
+        if "channels" in data and "total_capacity" not in data \
+                and profile.total_capacity == derived_total(profile.channels.values()):
+            # A total never set apart from the channels follows them (webchat 3 added to phone
+            # 1 allows three chats); one the admin set stays as it was.
+            data["total_capacity"] = derived_total(data["channels"].values())
+        await self._append(agent_id, ev.AGENT_UPDATED, data, actor, ANY)
         return self.view(agent_id)
 
     async def issue_token(self, agent_id: str, actor: str) -> str:

@@ -296,6 +296,9 @@ def openapi_paths(doc: dict[str, Any]) -> None:
                 "responses": {"200": {"description": "the agent", "content": json_body},
                               **error_responses(401, 403, 404)}},
         "patch": {"summary": "Change an agent's skills, languages, channels or capacity (applies at once)",
+                  "description": "Fields left out keep their values. A total_capacity never set apart from the "
+                                 "channels (the largest channel's capacity) follows new channels; one set "
+                                 "on its own stays until changed.",
                   "security": admin, "parameters": agent_id,
                   "requestBody": {"required": True, "content": {"application/json": {
                       "schema": {"$ref": "#/components/schemas/AgentChanges"}}}},

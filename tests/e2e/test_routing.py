@@ -270,6 +270,12 @@ async def test_agents_api_validates_and_records_changes(routed: Api) -> None:
     assert status == 200 and body["skills"] == {"sign_language": 4}
     status, body = await routed.admin("PATCH", "/v1/agents/nobody", json={"skills": {}})
     assert status == 404
+    # A total never given follows the channels; one the admin gave stays.
+    status, body = await routed.admin("PATCH", "/v1/agents/a1", json={"channels": {"phone": 1, "webchat": 3}})
+    assert status == 200 and body["total_capacity"] == 3, body
+    status, body = await routed.admin("PATCH", "/v1/agents/a1", json={"total_capacity": 2})
+    status, body = await routed.admin("PATCH", "/v1/agents/a1", json={"channels": {"phone": 1, "webchat": 4}})
+    assert status == 200 and body["total_capacity"] == 2, body
     status, listing = await routed.admin("GET", "/v1/agents")
     assert [a["id"] for a in listing["agents"]] == ["a1"]
     async with routed.client.get("/v1/agents", headers={"Authorization": "Bearer wrong"}) as resp:
