@@ -331,3 +331,37 @@ async def test_an_agent_token_on_an_admin_endpoint_is_forbidden(routed: Api) -> 
     async with routed.client.get("/v1/agents", headers={"Authorization": f"Bearer {token}"}) as resp:
         body = await resp.json()
     assert (resp.status, body["error"]["code"]) == (403, "forbidden")
+
+
+FAST_OFFERS = """# offers expire after a second
+queues:
+  - {id: general, sla: {answer_within_s: 20, target_pct: 80}}
+rules:
+  - {id: everyone, queue: general, offer_timeout_s: 1}
+"""
+
+
+async def test_an_unanswered_offer_expires_and_goes_to_the_next_agent(routed: Api) -> None:
+    """Through the real server and its scheduler: a desk that never answers loses the offer."""
+    status, body = await routed.admin("PUT", "/v1/policies", data=FAST_OFFERS.encode(),
+                                      headers={"Content-Type": "application/yaml", "If-Match": '"1"'})
+    assert status == 201, body
+    ws1, silent = await open_desk(routed, await new_agent(routed, "a1"))
+    ws2, other = await open_desk(routed, await new_agent(routed, "a2"))
+    try:
+        await silent.send(type="state", state="available")
+        await silent.expect("state")
+        contact_id = await arrive(routed, "expiry-1")
+        offer = await silent.expect("offer")
+        assert offer["contact"]["id"] == contact_id
+        await other.send(type="state", state="available")  # a2 comes in after the offer went to a1
+        revoked = await silent.expect("offer_revoked", timeout_s=5)
+        assert (revoked["offer_id"], revoked["reason"]) == (offer["offer_id"], "expired")
+        second = await other.expect("offer", timeout_s=5)
+        assert second["contact"]["id"] == contact_id and second["offer_id"] != offer["offer_id"]
+        await silent.send(type="accept", offer_id=offer["offer_id"])  # too late
+        error = await silent.expect("error")
+        assert error["code"] == "offer_not_pending", error
+    finally:
+        await ws1.close()
+        await ws2.close()
