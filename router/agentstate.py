@@ -56,11 +56,19 @@ def _token(state: RouterState, agent: AgentState, data: Data) -> None:
 def _connected(state: RouterState, agent: AgentState, data: Data) -> None:
     agent.connected = True
     agent.disconnected_at_s = None
+    agent.desk_instance = data.get("instance")
 
 
 def _disconnected(state: RouterState, agent: AgentState, data: Data) -> None:
+    instance = data.get("instance")
+    if agent.connected and instance is not None and agent.desk_instance not in (None, instance):
+        # Why: one desk per agent, the newest wins. A desk opened on another instance since
+        # then is the agent's desk now; the older one closing (it was told it was replaced)
+        # does not disconnect the agent. The log's order decides which desk is newer.
+        return
     agent.connected = False
     agent.disconnected_at_s = float(data["at_s"])
+    agent.desk_instance = None
 
 
 def _state_changed(state: RouterState, agent: AgentState, data: Data) -> None:

@@ -33,7 +33,7 @@ from .agents import AgentDirectory
 from .demo import demo_startup
 from .desk import DeskHub
 from .ingest import IngestService
-from .leader import Leadership
+from .leader import Leadership, instance_alive
 from .service import RouterService, RouterSettings
 from .snapshots import SnapshotSettings
 from .policy_service import PolicyService
@@ -111,21 +111,25 @@ def _router_ctx(config: AppConfig) -> Callable[[web.Application], AsyncIterator[
         snapshots = SnapshotSettings(key, every_s=config.settings.snapshot_every_s) if key else None
         router = RouterService(app[keys.STORE], lambda: policies.active.current(), config.router_settings,
                                consumers=[customers.apply], snapshots=snapshots,
-                               snapshot_parts={"customers": customers})
-        hub = DeskHub(router.state, time.time)
+                               snapshot_parts={"customers": customers},
+                               instance_alive=lambda instance: instance_alive(app[keys.STORE].pool, instance))
+        hub = DeskHub(router.state, time.time, config.router_settings.instance)
+        hub.unrecorded = agents_api.desk_reclaimer(router, hub)
         router.on_change = lambda contacts, agents: hub.sync(agents)
         await router.start()
         directory = AgentDirectory(router, config.settings.domain)
         app[agents_api.ROUTER], app[agents_api.HUB], app[agents_api.AGENTS] = router, hub, directory
         app[keys.ROSTER_PROVIDER] = directory
         app[AGENT_TOKEN_CHECK] = lambda token: directory.agent_for_token(token) is not None
-        leadership = Leadership(config.dsn, config.settings.domain)
-        leading = [asyncio.create_task(leadership.run(router.on_elected, router.on_lost), name="leadership")
-                   ] if config.router_settings.lead else []
+        # Every instance holds its lease on this connection (desks here are alive while it is);
+        # only instances that may lead contend for the leader's lock.
+        leadership = Leadership(config.dsn, config.settings.domain, instance=config.router_settings.instance,
+                                contend=config.router_settings.lead)
+        leading = asyncio.create_task(leadership.run(router.on_elected, router.on_lost), name="leadership")
         yield
         leadership.stop()
         await router.stop()
-        await asyncio.gather(*leading, return_exceptions=True)
+        await asyncio.gather(leading, return_exceptions=True)
 
     return ctx
 

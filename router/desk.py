@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import orjson
@@ -66,17 +67,25 @@ class Desk:
 
 
 class DeskHub:
-    def __init__(self, state: RouterState, clock: Any) -> None:
+    """The desks open on this instance (`instance`), kept in line with the log.
+
+    `unrecorded(agent_id)` is called when the log says an agent whose desk is open here is
+    disconnected (the leader took this instance for gone while its database connection was
+    down, or a race of closing and opening): the desk is there, so it must be recorded
+    again, or the agent would never be offered anything."""
+
+    def __init__(self, state: RouterState, clock: Any, instance: str | None = None,
+                 unrecorded: Callable[[str], None] | None = None) -> None:
         self._state = state
         self._clock = clock
+        self.instance = instance
+        self.unrecorded = unrecorded
         self.desks: dict[str, Desk] = {}
 
     def connect(self, agent_id: str, socket: Socket) -> Desk:
         old = self.desks.pop(agent_id, None)
         if old is not None:  # one desk per agent: the newest wins
-            old.outbox.put_nowait({"type": "error", "code": "replaced", "message": "this desk was opened elsewhere",
-                                   "ref": None})
-            old.outbox.put_nowait({"type": "_close"})
+            self._replaced(old)
         desk = Desk(agent_id, socket)
         desk.writer = asyncio.create_task(self._write(desk), name=f"desk-{agent_id}")
         self.desks[agent_id] = desk
@@ -98,9 +107,23 @@ class DeskHub:
     def sync(self, agent_ids: set[str]) -> None:
         for agent_id in agent_ids & self.desks.keys():
             agent = self._state.agents.get(agent_id)
-            if agent is not None:
-                for message in self._diff(self.desks[agent_id], agent):
-                    self.desks[agent_id].outbox.put_nowait(message)
+            if agent is None:
+                continue
+            if agent.connected and agent.desk_instance not in (None, self.instance) and self.instance is not None:
+                # The agent opened a desk on another instance since: that one is the desk now.
+                # Forgotten here first, so its closing records nothing (it is not the agent's).
+                self._replaced(self.desks.pop(agent_id))
+                continue
+            if not agent.connected and self.unrecorded is not None:
+                self.unrecorded(agent_id)
+            for message in self._diff(self.desks[agent_id], agent):
+                self.desks[agent_id].outbox.put_nowait(message)
+
+    @staticmethod
+    def _replaced(desk: Desk) -> None:
+        desk.outbox.put_nowait({"type": "error", "code": "replaced", "message": "this desk was opened elsewhere",
+                                "ref": None})
+        desk.outbox.put_nowait({"type": "_close"})
 
     def _hello(self, desk: Desk) -> dict[str, Any]:
         agent = self._state.agents[desk.agent_id]

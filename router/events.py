@@ -32,7 +32,7 @@ Agent streams (`agent-<domain>:<agent id>`):
 | AgentRegistered | agent_id, name, team, supervisor, skills, languages, channels, total_capacity |
 | AgentUpdated | agent_id and the changed fields of the above |
 | AgentTokenIssued | agent_id, token_sha256 |
-| AgentConnected / AgentDisconnected | agent_id, at_s |
+| AgentConnected / AgentDisconnected | agent_id, at_s, instance (the server instance holding the desk), reason (a disconnection the leader recorded for an instance that is gone) |
 | AgentStateChanged | agent_id, state (available, away, disconnected, offline), reason, at_s |
 | AgentReserved | agent_id, offer_id, contact_id, channel, at_s (capacity held by an offer) |
 | AgentReleased | agent_id, offer_id, contact_id, channel, reason, at_s (an offer's hold ended without a contact) |

@@ -10,6 +10,12 @@ A lock alone cannot stop a paused leader that wakes up and writes, so each elect
 appends LeaderElected to `router-<domain>:leader`; its version is the epoch, and every
 decision asserts that version in the same atomic append. Once a new leader is
 elected, the old one's decisions fail.
+
+The same connection holds every instance's lease: a second advisory lock, keyed by
+the instance id, taken when the connection opens and held while the process lives.
+The leader uses it to tell which instances are gone (`instance_alive`): an agent
+whose desk was on an instance that died (kill -9, a lost machine) has nobody left to
+record its disconnection, so the leader does.
 """
 
 from __future__ import annotations
@@ -24,17 +30,40 @@ import asyncpg
 log = logging.getLogger(__name__)
 
 LEADER_LOCK_CLASS = 0x4C44  # "LD": the advisory lock's first key; the second is the domain's
+INSTANCE_LOCK_CLASS = 0x494E  # "IN": an instance's lease; the second key is the instance id's
 
 
 def leader_lock_key(domain: str) -> int:
     return zlib.crc32(f"leader:{domain}".encode()) - 0x8000_0000
 
 
+def instance_lock_key(instance: str) -> int:
+    return zlib.crc32(f"instance:{instance}".encode()) - 0x8000_0000
+
+
+async def instance_alive(conn: asyncpg.Connection | asyncpg.Pool, instance: str) -> bool:
+    """Whether the instance's process still holds its lease (its session is open).
+
+    Why a try-lock and not a look at pg_locks: taking the lock is the one answer the server
+    gives atomically. Held by the instance: it is alive. Free: its session ended, so it
+    cannot be recording anything any more; the lock is given back at once in the same
+    statement (a 32-bit key may in theory be shared with a live instance's; that only makes
+    a dead instance look alive, which leaves its agents as they are, never the reverse)."""
+    key = instance_lock_key(instance)
+    gone = await conn.fetchval("SELECT CASE WHEN pg_try_advisory_lock($1, $2) THEN pg_advisory_unlock($1, $2) "
+                               "ELSE false END", INSTANCE_LOCK_CLASS, key)
+    return not gone
+
+
 class Leadership:
-    def __init__(self, dsn: str, domain: str, *, retry_s: float = 1.0, ping_s: float = 1.0,
-                 idle_timeout_s: float = 4.0) -> None:
+    """Holds the instance's lease and, when `contend`, takes the leader's lock when free."""
+
+    def __init__(self, dsn: str, domain: str, *, instance: str = "", contend: bool = True, retry_s: float = 1.0,
+                 ping_s: float = 1.0, idle_timeout_s: float = 4.0) -> None:
         self._dsn = dsn
         self._domain = domain
+        self._instance = instance
+        self._contend = contend
         self._retry_s = retry_s
         self._ping_s = ping_s
         self._idle_timeout_ms = int(idle_timeout_s * 1000)
@@ -54,13 +83,21 @@ class Leadership:
                     conn.terminate()
 
     async def _connect(self) -> asyncpg.Connection | None:
+        conn: asyncpg.Connection | None = None
         try:
             conn = await asyncpg.connect(self._dsn, timeout=5)
             # Ends this session (and frees the lock) if the process stops pinging: a paused leader.
             await conn.execute(f"SET idle_session_timeout = {self._idle_timeout_ms}")
+            if self._instance:
+                # Blocks only while this instance's previous session (a connection lost on our
+                # side) is still open on the server: its idle timeout ends it within seconds.
+                await conn.execute("SELECT pg_advisory_lock($1, $2)", INSTANCE_LOCK_CLASS,
+                                   instance_lock_key(self._instance), timeout=3 * self._idle_timeout_ms / 1000)
             return conn
         except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
             log.warning("leadership: cannot reach the database (%s); retrying", exc)
+            if conn is not None:
+                conn.terminate()
             return None
 
     async def _lead_while_held(self, conn: asyncpg.Connection, on_elected: Callable[[], Awaitable[None]],
@@ -68,7 +105,7 @@ class Leadership:
         key = leader_lock_key(self._domain)
         try:
             while not self._stopping.is_set():
-                if not self.is_leader:
+                if not self.is_leader and self._contend:
                     if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LEADER_LOCK_CLASS, key):
                         self.is_leader = True
                         log.info("elected leader of routing domain %r", self._domain)

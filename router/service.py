@@ -14,7 +14,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
@@ -47,6 +47,7 @@ class RouterSettings:
     timers: TimerSettings = TimerSettings()
     round_interval_s: float = 1.0  # aging: priorities grow, so rounds also run on a beat
     lead: bool = True  # False: this instance never routes (e.g. an ingest-only or read-only instance)
+    instance_check_s: float = 5.0  # how often the leader looks for instances gone with agents' desks
 
 
 class RouterService:
@@ -55,8 +56,10 @@ class RouterService:
                  on_change: Callable[[set[str], set[str]], None] | None = None,
                  consumers: Sequence[Callable[[Sequence[RecordedEvent]], None]] = (),
                  snapshots: SnapshotSettings | None = None,
-                 snapshot_parts: Mapping[str, Snapshottable] | None = None) -> None:
+                 snapshot_parts: Mapping[str, Snapshottable] | None = None,
+                 instance_alive: Callable[[str], Awaitable[bool]] | None = None) -> None:
         self.store = store
+        self._instance_alive = instance_alive  # None: no sweep for instances gone (one process, tests)
         self.state = RouterState()
         self.settings = settings
         self._policy = policy
@@ -186,6 +189,8 @@ class RouterService:
         for agent in list(self.state.agents.values()):
             self._scheduler.reconcile(agent.agent_id, timers_for_agent(agent, self.settings.timers))
         self._tasks.append(asyncio.create_task(self._decide_loop(), name="router-decide"))
+        if self._instance_alive is not None:
+            self._tasks.append(asyncio.create_task(self._sweep_gone_instances(), name="router-instances"))
         log.info("routing as leader, epoch %d, %d timers armed", self.epoch, self._scheduler.armed)
 
     async def on_lost(self) -> None:
@@ -379,6 +384,74 @@ class RouterService:
         except StoreUnavailableError as exc:
             log.warning("timer %s could not fire (%s); re-armed", timer.key, exc.message)
             self._scheduler.rearm(replace(timer, due_s=self._clock() + 1.0))
+
+    async def _sweep_gone_instances(self) -> None:
+        """Record the disconnection of desks held by server instances that are gone.
+
+        Why the leader does it: a desk's instance records its closing, but an instance killed
+        outright (kill -9, a lost machine) records nothing, and its agents would stay
+        "connected" on record, offered contacts nobody sees. Each instance holds a lease
+        (an advisory lock, `router.leader`) while its process lives; when the lease is free,
+        the leader records AgentDisconnected for that instance's agents, and the grace period
+        runs as for a dropped desk: a desk that comes back elsewhere in time resumes."""
+        assert self._instance_alive is not None
+        while self.is_leader:
+            await asyncio.sleep(self.settings.instance_check_s)
+            await self.disconnect_gone_instances()
+
+    async def disconnect_gone_instances(self) -> int:
+        """One sweep (see `_sweep_gone_instances`); the number of agents disconnected."""
+        if self._instance_alive is None:
+            return 0
+        held: dict[str, list[str]] = {}
+        for agent in self.state.agents.values():
+            if agent.connected and agent.desk_instance not in (None, self.settings.instance):
+                held.setdefault(agent.desk_instance, []).append(agent.agent_id)  # type: ignore[arg-type]
+        done = 0
+        for instance, agent_ids in held.items():
+            try:
+                if await self._instance_alive(instance):
+                    continue
+            except Exception as exc:  # noqa: BLE001  (asked again at the next sweep)
+                log.warning("could not tell whether server instance %s is alive (%s)", instance, exc)
+                continue
+            log.warning("server instance %s is gone; recording its %d agents' desks as disconnected",
+                        instance, len(agent_ids))
+            for agent_id in agent_ids:
+                try:
+                    if await self.record_presence(agent_id, ev.AGENT_DISCONNECTED, instance=instance,
+                                                  reason="the server instance holding the desk is gone"):
+                        done += 1
+                except EventStoreError as exc:
+                    log.warning("the disconnection of %s could not be recorded (%s); next sweep", agent_id, exc)
+        return done
+
+    async def record_presence(self, agent_id: str, type_: str, *, instance: str | None = None,
+                              reason: str | None = None) -> bool:
+        """Record a desk's AgentConnected or AgentDisconnected (this instance's unless
+        `instance` says otherwise). False when the agent's state no longer calls for it (a
+        sweep's disconnection of a desk that came back meanwhile) or the agent's stream kept
+        moving under five tries; EventStoreError when the database cannot store it."""
+        data: dict[str, object] = {"agent_id": agent_id, "at_s": time.time(),
+                                   "instance": instance or self.settings.instance}
+        if reason:
+            data["reason"] = reason
+
+        def decide() -> Decision:
+            agent = self.state.agents[agent_id]
+            return Decision(type_, (Part(agent.stream_id, agent.version, ((type_, data),)),), agent_id=agent_id)
+
+        for _ in range(5):  # the agent's stream may move under us (another instance): re-read and retry
+            agent = self.state.agents.get(agent_id)
+            if agent is None:
+                return False
+            if instance is not None and (not agent.connected or agent.desk_instance != instance):
+                return False  # the sweep's view is out of date: the desk moved or closed meanwhile
+            if await self.command(agent_id, decide):
+                return True
+            await asyncio.sleep(0.05)
+        log.warning("could not record %s for %s", type_, agent_id)
+        return False
 
     # -- desk commands ----------------------------------------------------------------------
 

@@ -81,6 +81,7 @@ class AgentState:
     presence: Presence = Presence.OFFLINE
     connected: bool = False
     disconnected_at_s: float | None = None
+    desk_instance: str | None = None  # the server instance holding the agent's desk (when connected)
     contacts: dict[str, Channel] = field(default_factory=dict)
     offers: dict[str, Offer] = field(default_factory=dict)
     wrapup_until_s: float | None = None

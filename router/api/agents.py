@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -178,19 +179,34 @@ async def _record_disconnect_later(router: RouterService, hub: DeskHub, agent_id
 
 
 async def _presence_event(router: RouterService, agent_id: str, type_: str) -> None:
-    from ..decide import Part
+    await router.record_presence(agent_id, type_)
 
-    data = {"agent_id": agent_id, "at_s": time.time()}
 
-    def decide() -> Decision:
-        agent = router.state.agents[agent_id]
-        return Decision(type_, (Part(agent.stream_id, agent.version, ((type_, data),)),), agent_id=agent_id)
+def desk_reclaimer(router: RouterService, hub: DeskHub) -> Callable[[str], None]:
+    """What a hub does when the log says an agent whose desk is open here is disconnected:
+    records the connection again, once at a time per agent (`DeskHub.unrecorded`)."""
+    reclaiming: set[str] = set()
 
-    for _ in range(5):  # the agent's stream may move under us (another instance): re-read and retry
-        if await router.command(agent_id, decide):
-            return
-        await asyncio.sleep(0.05)
-    log.warning("could not record %s for %s", type_, agent_id)
+    async def reclaim(agent_id: str) -> None:
+        try:
+            agent = router.state.agents.get(agent_id)
+            if agent_id in hub.desks and agent is not None and not agent.connected:
+                log.warning("the desk of %s is open here but was recorded as disconnected; recording it again",
+                            agent_id)
+                await router.record_presence(agent_id, "AgentConnected")
+        except EventStoreError as exc:
+            log.warning("the desk of %s could not be recorded as connected (%s)", agent_id, exc)
+        finally:
+            reclaiming.discard(agent_id)
+
+    def unrecorded(agent_id: str) -> None:
+        if agent_id not in reclaiming:
+            reclaiming.add(agent_id)
+            task = asyncio.create_task(reclaim(agent_id), name=f"desk-reclaim-{agent_id}")
+            _RETRIES.add(task)
+            task.add_done_callback(_RETRIES.discard)
+
+    return unrecorded
 
 
 async def _ping(ws: web.WebSocketResponse, desk: Desk, hub: DeskHub) -> None:
