@@ -49,10 +49,12 @@ def _serves(agent: AgentState, policy: CompiledPolicy, queue_id: str) -> bool:
 
 
 def _agent_bucket(agent: AgentState) -> str:
-    if agent.presence is Presence.AVAILABLE and not agent.contacts and not agent.offers and agent.wrapup_until_s is None:
-        return "available"
-    if agent.presence is Presence.AVAILABLE:
+    if agent.presence is Presence.AVAILABLE and (agent.contacts or agent.offers or agent.wrapup_until_s is not None):
         return "busy"
+    if agent.presence is Presence.AVAILABLE:
+        # A desk that dropped is in its grace period: offered nothing until it is back, so
+        # not available to the queue, though not yet recorded as disconnected either.
+        return "available" if agent.connected else "away"
     return "away" if agent.presence is Presence.AWAY else "offline"
 
 

@@ -487,7 +487,9 @@ def _assigned(state: RouterState, contact: ContactState, data: Data) -> None:
 def _finished(state: RouterState, contact: ContactState, data: Data) -> None:
     """Completed by the agent, or ended/abandoned by the customer."""
     if contact.status in (WAITING, OFFERED) and contact.plan is not None and contact.queue_id is not None:
-        waited_s = float(data.get("waited_s", 0.0))
+        # The gateway counts the wait from the contact's arrival; a contact waiting again (a
+        # transfer, a callback) has had its talk time since, which is no wait of this leg.
+        waited_s = max(0.0, float(data.get("waited_s", 0.0)) - (contact.wait_from_s - contact.queued_at_s))
         at_s = float(data.get("at_s") or contact.wait_from_s + waited_s)
         state.record(Outcome(at_s, contact.queue_id, False, waited_s, False))
     contact.end_reason = contact.end_reason or data.get("cause") or data.get("disposition") or "ended"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from router import events as ev
 from router.figures import queue_figures
 from router.state import BUCKET_S, KEEP_BUCKETS, RECENT_S, Outcome, RouterState
-from tests.unit.router.builders import POLICY
+from tests.unit.router.builders import POLICY, Log
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 9, 22, 10, 0, tzinfo=SHANGHAI).timestamp()
@@ -58,3 +59,13 @@ def test_memory_for_the_figures_stays_bounded_by_time() -> None:
     assert min(b for b, _ in state.tallies) * BUCKET_S < MIDNIGHT  # the start of today is kept
     assert figures_for(state, "vip")["today"]["answered"] + figures_for(state, "urgent")["today"]["answered"] == \
         round((NOW - MIDNIGHT) / step_s)
+
+
+def test_an_agent_whose_desk_dropped_is_not_counted_available_in_its_grace() -> None:
+    log = Log()
+    log.agent("here")
+    log.agent("dropped")
+    log.add("agent-default:dropped", ev.AGENT_DISCONNECTED, {"agent_id": "dropped", "at_s": NOW})
+    counted = [q["agents"] for q in queue_figures(log.state, POLICY, NOW, SHANGHAI)
+               if q["agents"]["available"] or q["agents"]["away"]]
+    assert counted and all(agents["available"] == 1 and agents["away"] == 1 for agents in counted)

@@ -274,6 +274,22 @@ def test_a_transferred_contact_waits_afresh_for_the_sla_and_the_figures() -> Non
     assert [(o.waited_s, o.within_sla) for o in answered] == [(2.0, True), (5.0, True)]
 
 
+def test_a_customer_who_leaves_on_a_second_wait_waited_only_that_long() -> None:
+    log = Log()
+    log.agent("a1", skills={"fraud": 4}, at_s=NOW - 100)
+    log.agent("a3", skills={"fraud": 5}, available=False)
+    placed(log, "c1", intent=Intent.FRAUD)
+    queued_at_s = log.state.contacts["c1"].queued_at_s
+    offers(log)
+    log.commit(accept(log.state, "a1", log.state.contacts["c1"].offer.offer_id, NOW + 2))
+    log.commit(transfer(log.state, "a1", "c1", None, "a3", "needs a senior", NOW + 600))
+    # The gateway counts from the arrival: 600 s of talk, then 30 s waiting for a3.
+    log.add("contact-default:c1", "CustomerAbandoned", {"contact_id": "c1", "channel": "phone",
+            "occurred_at": "2026-09-21T10:10:30+08:00", "waited_s": NOW + 630 - queued_at_s, "cause": "hangup"})
+    [gone] = [o for o in log.state.outcomes if not o.answered]
+    assert gone.waited_s == pytest.approx(30.0) and gone.at_s == pytest.approx(NOW + 630)
+
+
 def test_transfer_is_refused_when_nobody_could_take_it_there() -> None:
     log = Log()
     log.agent("a1", skills={"fraud": 4, "complaints": 3}, languages=("zh",))
@@ -300,6 +316,8 @@ def test_transfer_is_refused_when_nobody_could_take_it_there() -> None:
     log.commit(wrapup_done(log.state, "a1", NOW + 31))
     assert log.state.contacts["c1"].queue_id == "complaints_supervisor"
     assert offers(log, NOW + 31) == {"c1": "sup"}  # the queue's own requirements came with it
+
+
 def test_disconnect_grace_revokes_offers_after_the_grace_only() -> None:
     log = Log()
     log.agent("a1")
