@@ -139,7 +139,8 @@ class Checker:
             contact.assignee = None
             if kind == ev.CONTACT_REQUEUED:
                 contact.hard = [r for r in data.get("requirements", []) if r.get("hard") and r["kind"] != "agent"]
-                self._waits_again(contact, data)
+                if not data.get("same_wait"):  # a named agent's fallback goes on with the same wait
+                    self._waits_again(contact, data)
         elif kind == ev.CALLBACK_DUE:
             if contact.finished or contact.assignee is None:
                 self._waits_again(contact, data)

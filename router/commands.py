@@ -16,7 +16,7 @@ from policies.vocabulary import Channel, Presence
 
 from . import events as ev
 from .decide import Decision, Part, merge, qualification_gaps, requirements_of, roster_can_serve
-from .state import ASSIGNED, DONE, AgentState, ContactState, Offer, RouterState
+from .state import ASSIGNED, DONE, OFFERED, WAITING, AgentState, ContactState, Offer, RouterState
 
 DEFAULT_WRAPUP_S = 30.0
 
@@ -35,9 +35,29 @@ def close_offer(state: RouterState, offer: Offer, event_type: str, reason: str, 
             "reason": reason, "at_s": now_s}
     released = {"agent_id": agent.agent_id, "offer_id": offer.offer_id, "contact_id": offer.contact_id,
                 "channel": offer.channel.value, "reason": _release_reason(event_type), "at_s": now_s}
-    return Decision("close_offer", (Part(contact.stream_id, contact.version, ((event_type, data),)),
+    closed: tuple[tuple[str, dict[str, Any]], ...] = ((event_type, data),)
+    fallback = named_agent_fallback(contact, f"{offer.agent_id} did not take it: {reason}", now_s)
+    if fallback is not None:
+        closed += (fallback,)
+    return Decision("close_offer", (Part(contact.stream_id, contact.version, closed),
                                     Part(agent.stream_id, agent.version, ((ev.AGENT_RELEASED, released),))),
                     contact.contact_id, agent.agent_id)
+
+
+def named_agent_fallback(contact: ContactState, why: str, now_s: float) -> tuple[str, dict[str, Any]] | None:
+    """A contact transferred to a named agent goes back to its queue when that agent does not
+    take it (a reject, an offer expired or withdrawn, no answer within the SLA target): the
+    one agent it waits for may be on a long call or gone for the day, and otherwise nobody
+    else could ever be offered it. It keeps every other hard requirement and its place: the
+    wait goes on (same SLA clock), and the agent who did not take it is not offered it again.
+    None when the contact is not waiting for a named agent."""
+    requirements = contact.requirements or ()
+    if contact.status not in (WAITING, OFFERED) or not any(r.kind is RequirementKind.AGENT for r in requirements):
+        return None
+    kept = [r.to_json() for r in requirements if r.kind is not RequirementKind.AGENT]
+    return (ev.CONTACT_REQUEUED, {"contact_id": contact.contact_id, "queue_id": contact.queue_id,
+                                  "requirements": kept, "reason": "named_agent_fallback", "detail": why[:200],
+                                  "same_wait": True, "at_s": now_s})
 
 
 def _release_reason(event_type: str) -> str:

@@ -9,7 +9,7 @@ CustomerAbandoned, ContactEnded, GatewayEventIgnored) and the router's:
 | ContactQueued | contact_id, queue_id, rule_id, policy_version, priority, requirements, plan (RoutingPlan.to_json()), queued_at_s |
 | ContactUnroutable | contact_id, reason (no rule matches, or no agent on the roster could ever serve it), details |
 | ContactUnservable | contact_id, gaps (why no agent on the roster could serve it): reported, it still waits |
-| ContactRequeued | contact_id, queue_id, requirements, priority, reason (overflow, transfer, relax...), step |
+| ContactRequeued | contact_id, queue_id, requirements, priority, reason (overflow, transfer, relax, named_agent_fallback...), step; same_wait (true: the wait goes on with its SLA clock, e.g. a named agent did not take a transfer), detail |
 | OfferMade | offer_id, contact_id, agent_id, channel, expires_at_s, offered_at_s, reasons, considered, epoch |
 | OfferAccepted | offer_id, contact_id, agent_id, at_s |
 | OfferRejected | offer_id, contact_id, agent_id, reason, at_s |

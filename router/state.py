@@ -426,6 +426,8 @@ def _requeued(state: RouterState, contact: ContactState, data: Data) -> None:
     contact.queue_id = data["queue_id"]
     contact.requirements = tuple(requirement_from_json(r) for r in data["requirements"])
     contact.priority_boost += float(data.get("priority_boost", 0.0))
+    if data.get("same_wait"):  # a named agent did not take it: the same wait goes on, elsewhere
+        return
     contact.tried.clear()
     contact.agent_id = None
     contact.status = WAITING

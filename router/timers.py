@@ -121,10 +121,15 @@ def _sla(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings
     if contact is None or contact.plan is None or contact.status not in (WAITING, OFFERED) or contact.sla_breached \
             or now_s < contact.wait_from_s + contact.plan.answer_within_s:
         return []
+    from .commands import named_agent_fallback
+
     data = {"contact_id": contact.contact_id, "queue_id": contact.queue_id,
             "answer_within_s": contact.plan.answer_within_s, "at_s": now_s}
-    return [Decision("sla", (Part(contact.stream_id, contact.version, ((ev.SLA_BREACHED, data),)),),
-                     contact.contact_id)]
+    events: tuple[tuple[str, dict[str, Any]], ...] = ((ev.SLA_BREACHED, data),)
+    fallback = named_agent_fallback(contact, "the named agent did not answer within the SLA target", now_s)
+    if fallback is not None:  # and any offer to that agent stays open: should it be accepted, fine
+        events += (fallback,)
+    return [Decision("sla", (Part(contact.stream_id, contact.version, events),), contact.contact_id)]
 
 
 def _deadline(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings) -> list[Decision]:

@@ -290,6 +290,57 @@ def test_a_customer_who_leaves_on_a_second_wait_waited_only_that_long() -> None:
     assert gone.waited_s == pytest.approx(30.0) and gone.at_s == pytest.approx(NOW + 630)
 
 
+def named_transfer(log: Log) -> float:
+    """c1 (fraud) answered by a1, then transferred by name to a3; returns the transfer's time."""
+    log.agent("a1", skills={"fraud": 4}, at_s=NOW - 100)
+    log.agent("a2", skills={"fraud": 4}, at_s=NOW - 50)
+    log.agent("a3", skills={"fraud": 5}, at_s=NOW - 10)
+    placed(log, "c1", intent=Intent.FRAUD)
+    assert offers(log) == {"c1": "a1"}
+    log.commit(accept(log.state, "a1", log.state.contacts["c1"].offer.offer_id, NOW + 2))
+    log.commit(transfer(log.state, "a1", "c1", None, "a3", "she knows the case", NOW + 60))  # a1 wraps up
+    return NOW + 60
+
+
+@pytest.mark.parametrize("how", ["reject", "expire", "away"])
+def test_a_contact_transferred_to_a_named_agent_who_does_not_take_it_goes_back_to_its_queue(how: str) -> None:
+    log = Log()
+    at_s = named_transfer(log)
+    contact = log.state.contacts["c1"]
+    queue_id = contact.queue_id
+    log.add("agent-default:a2", ev.AGENT_STATE_CHANGED, {"agent_id": "a2", "state": "away", "at_s": NOW + 61})
+    log.add("agent-default:a2", ev.AGENT_STATE_CHANGED, {"agent_id": "a2", "state": "available", "at_s": NOW + 62})
+    assert offers(log, NOW + 63) == {"c1": "a3"}  # only the named agent, though a2 idles longer
+    offer = contact.offer
+    if how == "reject":
+        log.commit(reject(log.state, "a3", offer.offer_id, "on another call", NOW + 65))
+    elif how == "expire":
+        [expiry] = [t for t in timers_for_contact(contact) if t.kind == "offer_expiry"]
+        [decision] = fire(log.state, expiry, offer.expires_at_s, SETTINGS)
+        log.commit(decision)
+    else:
+        log.commit(set_presence(log.state, "a3", "away", "lunch", NOW + 65))
+    assert contact.status == WAITING and contact.queue_id == queue_id
+    assert contact.wait_from_s == at_s  # the same wait goes on: the customer has been waiting since the transfer
+    assert offers(log, NOW + 70) == {"c1": "a2"}  # now anyone in the queue (a3 passed, a1 wraps up)
+    requeued = [r for r in contact.requirements or ()]
+    assert all(r.kind.value != "agent" for r in requeued)
+
+
+def test_a_named_agent_who_never_gets_to_it_hands_it_back_at_the_sla_target() -> None:
+    log = Log()
+    at_s = named_transfer(log)
+    contact = log.state.contacts["c1"]
+    log.add("agent-default:a3", ev.AGENT_STATE_CHANGED, {"agent_id": "a3", "state": "away", "at_s": NOW + 59})
+    assert offers(log, NOW + 62) == {}  # a2 is free, but the contact waits for a3
+    [sla] = [t for t in timers_for_contact(contact) if t.kind == "sla"]
+    assert sla.due_s == at_s + contact.plan.answer_within_s
+    [decision] = fire(log.state, sla, sla.due_s, SETTINGS)
+    log.commit(decision)
+    assert contact.sla_breached and contact.wait_from_s == at_s
+    assert offers(log, sla.due_s + 1) == {"c1": "a2"}
+
+
 def test_transfer_is_refused_when_nobody_could_take_it_there() -> None:
     log = Log()
     log.agent("a1", skills={"fraud": 4, "complaints": 3}, languages=("zh",))
