@@ -31,6 +31,9 @@ AGENTS = web.AppKey("agents", AgentDirectory)
 ROUTER = web.AppKey("router", RouterService)
 HUB = web.AppKey("desk_hub", DeskHub)
 MAX_BODY = 64 * 1024
+# A desk frame above MAX_BODY gets an error frame and the desk stays open; only beyond this
+# (no desk sends such a thing) does the websocket itself close the connection (1009).
+MAX_DESK_FRAME = 1024 * 1024
 PING_EVERY_S = 10.0
 PONG_TIMEOUT_S = 35.0
 
@@ -125,7 +128,7 @@ async def _desk_agent(request: web.Request) -> str:
 async def desk_socket(request: web.Request) -> web.StreamResponse:
     agent_id = await _desk_agent(request)
     router, hub = request.app[ROUTER], request.app[HUB]
-    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_BODY)
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_DESK_FRAME)
     await ws.prepare(request)
     try:
         await _presence_event(router, agent_id, "AgentConnected")
@@ -245,6 +248,10 @@ def _commands(router: RouterService, agent_id: str, msg: dict[str, Any]) -> Deci
 
 
 async def _handle(router: RouterService, hub: DeskHub, desk: Desk, text: str) -> None:
+    if len(text) > MAX_BODY:
+        hub.send(desk, {"type": "error", "code": "message_too_large",
+                        "message": f"a desk message is at most {MAX_BODY // 1024} KiB", "ref": None})
+        return
     try:
         msg = orjson.loads(text)
     except orjson.JSONDecodeError:

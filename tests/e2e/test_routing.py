@@ -191,6 +191,8 @@ async def test_a_transfer_over_the_desk_is_checked_then_offered_to_the_named_age
     ('{"type": "complete", "contact_id": "c-x", "disposition": "done"}', "not_your_contact"),
     ('{"type": "state", "state": "asleep"}', "invalid_state"),
     ('{"type": "wrapup_done"}', "not_in_wrapup"),
+    ('{"type": "transfer", "contact_id": "c-x", "to_queue": "vip", "note": "%s"}' % ("x" * 100_000),
+     "message_too_large"),  # over 64 KiB: an error frame, not a closed connection
 ])
 async def test_bad_messages_get_error_frames_and_the_desk_stays_open(routed: Api, raw: str, code: str) -> None:
     ws, desk = await open_desk(routed, await new_agent(routed, "a1"))
