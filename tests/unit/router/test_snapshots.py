@@ -13,7 +13,7 @@ import pytest
 from eventstore import ANY, LogCursor, MemoryEventStore, NewEvent, Snapshot
 from router.customers import CustomerState
 from router.service import RouterService, RouterSettings
-from router.snapshots import SnapshotCodec, SnapshotSettings, code_version
+from router.snapshots import SnapshotCodec, SnapshotSettings, code_version, encode_aside
 from tests.unit.router.builders import NOW, POLICY, Log
 
 KEY = b"k" * 32
@@ -36,6 +36,53 @@ def test_a_snapshot_round_trips_and_names_its_key_without_revealing_it() -> None
     assert snapshot.cursor == LogCursor(7, 42) and snapshot.version == "v1"
     assert codec.decode(snapshot) == {"a": {"x": [1, 2]}, "b": "y"}
     assert KEY.decode() not in codec.key_id and codec.key_id != SnapshotCodec(b"o" * 32, "v1").key_id
+
+
+class Slow:
+    """Takes half a second to pickle, as a large state does."""
+
+    def __init__(self, value: list[int]) -> None:
+        self.value = value
+
+    def __reduce__(self) -> Any:
+        import time
+
+        time.sleep(0.5)
+        return (list, (self.value,))
+
+
+async def test_the_encoding_runs_aside_while_the_loop_goes_on_and_sees_the_state_as_it_was() -> None:
+    codec = SnapshotCodec(KEY, "v1")
+    state = [1, 2, 3]
+    part = Part(Slow(state))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    encoded = encode_aside(codec, {"a": part}, LogCursor(7, 42))
+    assert loop.time() - started < 0.25  # the fork, not the pickling
+    state.append(4)  # the loop changes the state meanwhile: the snapshot is of the moment it was taken
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticking = asyncio.create_task(tick())
+    snapshot = await encoded()
+    ticking.cancel()
+    assert ticks >= 20  # the loop ran all the while the child pickled
+    assert codec.decode(snapshot) == {"a": [1, 2, 3]} and snapshot.cursor == LogCursor(7, 42)
+
+
+async def test_an_encoding_that_fails_aside_says_so() -> None:
+    class Unpicklable:
+        def __reduce__(self) -> Any:
+            raise TypeError("cannot pickle this")
+
+    encoded = encode_aside(SnapshotCodec(KEY, "v1"), {"a": Part(Unpicklable())}, LogCursor(1, 1))
+    with pytest.raises(RuntimeError):
+        await encoded()
 
 
 @pytest.mark.parametrize("change", ["body", "cursor", "key", "version"])
