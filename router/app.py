@@ -126,6 +126,13 @@ def _router_ctx(config: AppConfig) -> Callable[[web.Application], AsyncIterator[
         leadership = Leadership(config.dsn, config.settings.domain, instance=config.router_settings.instance,
                                 contend=config.router_settings.lead)
         leading = asyncio.create_task(leadership.run(router.on_elected, router.on_lost), name="leadership")
+        try:
+            # Why wait: a desk opened here before the lease is held would look, to the leader,
+            # like a desk of an instance that is gone.
+            await asyncio.wait_for(leadership.leased.wait(), 15)
+        except TimeoutError:
+            log.warning("this instance's lease is not held yet; desks opened here may be taken for gone "
+                        "until it is (they are recorded again then)")
         yield
         leadership.stop()
         await router.stop()

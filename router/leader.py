@@ -68,6 +68,7 @@ class Leadership:
         self._ping_s = ping_s
         self._idle_timeout_ms = int(idle_timeout_s * 1000)
         self._stopping = asyncio.Event()
+        self.leased = asyncio.Event()  # set once the instance's lease is first held
         self.is_leader = False
 
     async def run(self, on_elected: Callable[[], Awaitable[None]], on_lost: Callable[[], Awaitable[None]]) -> None:
@@ -93,6 +94,7 @@ class Leadership:
                 # side) is still open on the server: its idle timeout ends it within seconds.
                 await conn.execute("SELECT pg_advisory_lock($1, $2)", INSTANCE_LOCK_CLASS,
                                    instance_lock_key(self._instance), timeout=3 * self._idle_timeout_ms / 1000)
+            self.leased.set()
             return conn
         except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
             log.warning("leadership: cannot reach the database (%s); retrying", exc)
