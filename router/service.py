@@ -99,7 +99,7 @@ class RouterService:
         self._since_snapshot = 0
         self._snapshot_at = time.monotonic()
         self._snapshot_saving: asyncio.Task[None] | None = None
-        self._snapshot_held_ms = 0.0
+        self._snapshot_started = self._snapshot_held_ms = 0.0
         self.restored_from: LogCursor | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -168,11 +168,11 @@ class RouterService:
         self._forget_finished(force=True)
         encoded = encode_aside(self._codec, self._snapshot_parts, self._cursor)
         self._snapshot_cursor, self._since_snapshot, self._snapshot_at = self._cursor, 0, time.monotonic()
-        self._snapshot_held_ms = (time.perf_counter() - started) * 1000
+        self._snapshot_started, self._snapshot_held_ms = started, (time.perf_counter() - started) * 1000
         return encoded
 
     async def _save_snapshot(self, encoded: Callable[[], Awaitable[Snapshot]]) -> None:
-        started, cursor = time.perf_counter(), self._snapshot_cursor
+        started, cursor = self._snapshot_started, self._snapshot_cursor
         try:
             snapshot = await encoded()
             await self.store.save_snapshot(self._snapshot_name, snapshot)
