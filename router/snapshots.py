@@ -109,7 +109,8 @@ def encode_aside(codec: SnapshotCodec, parts: Mapping[str, Snapshottable],
     the state exactly as it is at the fork, copy-on-write, pickles and signs it on the other
     core and writes it to a pipe, then leaves with os._exit (it runs nothing of the parent's:
     no event loop, no atexit). The parent pays only for the fork itself. Where there is no
-    fork, or the child fails, the snapshot is encoded here, in the loop, as before."""
+    fork, the snapshot is encoded here, in the loop, as before. When the child fails, the
+    result raises RuntimeError: that snapshot is skipped, and the next one is taken as usual."""
     if not hasattr(os, "fork"):
         snapshot = codec.encode(parts, cursor)
         return lambda: _ready(snapshot)

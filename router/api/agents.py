@@ -131,7 +131,7 @@ async def desk_socket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_DESK_FRAME)
     await ws.prepare(request)
     try:
-        await _presence_event(router, agent_id, "AgentConnected")
+        await router.record_presence(agent_id, "AgentConnected")
     except EventStoreError as exc:
         # Without its connection on record the router cannot offer this desk anything: say
         # why and close, rather than leave a desk open that would never get an offer.
@@ -152,7 +152,7 @@ async def desk_socket(request: web.Request) -> web.StreamResponse:
         pinger.cancel()
         if hub.disconnect(desk):
             try:
-                await _presence_event(router, agent_id, "AgentDisconnected")
+                await router.record_presence(agent_id, "AgentDisconnected")
             except EventStoreError as exc:
                 # The agent is gone whether or not the database is there to hear it; until it
                 # is on record the router still counts the desk as connected, so keep trying.
@@ -174,15 +174,11 @@ async def _record_disconnect_later(router: RouterService, hub: DeskHub, agent_id
         if agent_id in hub.desks:  # back already: its new connection is on record instead
             return
         try:
-            await _presence_event(router, agent_id, "AgentDisconnected")
+            await router.record_presence(agent_id, "AgentDisconnected")
             return
         except EventStoreError:
             continue
     log.error("gave up recording the disconnection of %s after %.0f s", agent_id, give_up_s)
-
-
-async def _presence_event(router: RouterService, agent_id: str, type_: str) -> None:
-    await router.record_presence(agent_id, type_)
 
 
 def desk_reclaimer(router: RouterService, hub: DeskHub) -> Callable[[str], None]:
