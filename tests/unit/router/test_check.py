@@ -119,6 +119,11 @@ def test_a_wait_past_its_sla_without_a_breach_mark_is_caught_by_the_logs_clock()
     requeued_long_ago = run(AGENT + arrive() + offer("o1", "a1") + assign("o1", "a1") + moved + later,
                             now_s=NOW + 3600, log_ends_s=NOW + 300)
     assert any("waited past its SLA" in v for v in requeued_long_ago["violations"])
+    # A named agent's fallback goes on with the same wait: it does not restart the SLA clock.
+    fallback = [(C, ev.CONTACT_REQUEUED, {"at_s": NOW + 190, "requirements": [], "same_wait": True})]
+    went_on = run(AGENT + arrive() + offer("o1", "a1") + assign("o1", "a1") + moved + fallback + later,
+                  now_s=NOW + 3600, log_ends_s=NOW + 235)  # due NOW + 170, past by 65 s
+    assert any("waited past its SLA" in v for v in went_on["violations"]), went_on
 
 
 def test_a_follow_up_deadline_never_marked_is_caught() -> None:
