@@ -39,6 +39,9 @@ _BEFORE_ARRIVAL: Final = frozenset({ContactStatus.PENDING, ContactStatus.SELF_SE
 # The router's event that puts an agent on the contact. Its name is the router's to
 # choose; this is the one place to change if it differs.
 CONNECTED_EVENT_TYPES: Final = frozenset({"ContactAssigned"})
+# The router's events that put a connected contact back in a queue (a transfer, a callback's
+# time): a customer who leaves from there abandoned a wait.
+WAITING_AGAIN_EVENT_TYPES: Final = frozenset({"ContactRequeued", "CallbackDue"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +127,12 @@ def evolve(view: ContactView | None, event_type: str, data: Mapping[str, Any]) -
     base = view if view is not None else ContactView(data["contact_id"], Channel(data["channel"]))
     apply = _APPLY.get(event_type)
     if apply is None:
-        connected = event_type in CONNECTED_EVENT_TYPES and base.status is ContactStatus.WAITING
-        return _replaced(base, {"version": base.version + 1,
-                                **({"status": ContactStatus.CONNECTED} if connected else {})})
+        changes: dict[str, Any] = {"version": base.version + 1}
+        if event_type in CONNECTED_EVENT_TYPES and base.status is ContactStatus.WAITING:
+            changes["status"] = ContactStatus.CONNECTED
+        elif event_type in WAITING_AGAIN_EVENT_TYPES and base.status is ContactStatus.CONNECTED:
+            changes["status"] = ContactStatus.WAITING
+        return _replaced(base, changes)
     changes = apply(base, data)
     changes["version"] = base.version + 1
     changes["last_event_at"] = _later(base.last_event_at, _at(data))

@@ -248,8 +248,11 @@ class IngestService:
         return caught_up
 
     def _translate(self, native: NativeEvent, view: ContactView | None) -> Translation:
-        profile = self._customers.find(customer_key(native, view))
-        prior = self._customers.history(profile.customer_id if profile else None)
+        key = customer_key(native, view)
+        profile = self._customers.find(key)
+        # A customer the gateway names (an app user, a logged-in visitor, an IVR-verified id)
+        # has a contact history whether or not the directory holds a profile for them.
+        prior = self._customers.history(profile.customer_id if profile else key.customer_id)
         return translate(native, view, profile, prior, domain=self._domain)
 
     def _events(self, native: NativeEvent, translation: Translation, body_sha256: str) -> list[NewEvent]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -13,10 +15,11 @@ import asyncpg
 from aiohttp.test_utils import TestClient, TestServer
 
 from channels.native import example_events
+from channels.security import signed_headers
 from policies.vocabulary import Channel
 from router.api import keys
 from router.app import build_app
-from tests.e2e.conftest import Api, make_config
+from tests.e2e.conftest import SECRETS, Api, make_config
 
 VIP = {"customer_id": "C9000001", "segment": "vip", "phone_numbers": ["+8613800009999"],
        "birth_date": "1950-02-01", "preferred_language": "zh", "dedicated_agent": "a-017",
@@ -103,22 +106,34 @@ async def test_arrivals_are_enriched_from_the_directory(api: Api) -> None:
     assert anon["segment"] == "mass" and anon["customer_id"] is None
 
 
+async def repeat_counts(api: Api, customer_id: str, number: Callable[[int], str], verified: bool) -> list[int]:
+    """Three complaint calls, an hour apart, each counted once the history knows the one before."""
+    counts = []
+    for i in range(3):
+        events = call(number(i), f"{customer_id}-rep-{i}", at=datetime.now(timezone.utc) - timedelta(hours=3 - i))
+        if verified:
+            events[1]["ivr"]["verified_customer_id"] = customer_id
+        for event in events:
+            status, body = await api.post_event("phone", event)
+            assert status == 202, body
+        counts.append((await arrival(api, body["contact_id"]))["repeat_count"])
+        state = api.client.app[keys.CUSTOMERS]
+        for _ in range(100):  # the history learns of this contact from the log before the next call
+            if sum(p.intent == "complaint" for p in state.history(customer_id)) == i + 1:
+                break
+            await asyncio.sleep(0.02)
+    return counts
+
+
 async def test_the_third_contact_about_the_same_issue_counts_three(api: Api) -> None:
     await import_jsonl(api, JSONL)
     await wait_for_directory(api, "C9000001")
-    counts = []
-    for i in range(3):
-        events = call("+8613800009999", f"rep-{i}", at=datetime.now(timezone.utc) - timedelta(hours=3 - i))
-        for event in events:
-            status, body = await api.post_event("phone", event)
-            assert status == 202
-        counts.append((await arrival(api, body["contact_id"]))["repeat_count"])
-        state = api.client.app[keys.CUSTOMERS]
-        for _ in range(100):  # the directory learns of this contact from the log before the next call
-            if sum(p.intent == "complaint" for p in state.history("C9000001")) == i + 1:
-                break
-            await asyncio.sleep(0.02)
-    assert counts == [1, 2, 3]
+    assert await repeat_counts(api, "C9000001", lambda i: "+8613800009999", verified=False) == [1, 2, 3]
+
+
+async def test_a_customer_the_directory_does_not_know_has_repeat_contacts_counted_too(api: Api) -> None:
+    """An IVR-verified customer id with no imported profile: the history is theirs all the same."""
+    assert await repeat_counts(api, "C7770001", lambda i: f"+86137000011{i:02d}", verified=True) == [1, 2, 3]
 
 
 async def test_an_unreachable_database_answers_503_and_stores_nothing(database_url: str) -> None:
@@ -139,9 +154,13 @@ async def test_an_unreachable_database_answers_503_and_stores_nothing(database_u
     try:
         await admin.execute(f"ALTER ROLE {role} NOLOGIN")
         await admin.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
-        status, body = await api.post_event("phone", call("+8613700000001", "down-1")[0])
-        assert status == 503 and body["error"]["code"] == "store_unavailable"
-        assert body["error"]["message"] and "Retry-After" in body.get("headers", {"Retry-After": 1})
+        event = call("+8613700000001", "down-1")[0]
+        raw = json.dumps(event).encode()
+        headers = {**signed_headers(raw, SECRETS["phone"][0], int(time.time())), "Content-Type": "application/json"}
+        async with client.post("/v1/channels/phone/events", data=raw, headers=headers) as resp:
+            status, body = resp.status, await resp.json()
+            assert status == 503 and body["error"]["code"] == "store_unavailable", body
+            assert body["error"]["message"] and int(resp.headers["Retry-After"]) >= 1
         async with client.get("/v1/health") as resp:
             assert resp.status == 503 and "Retry-After" in resp.headers
     finally:

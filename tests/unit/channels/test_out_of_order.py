@@ -99,6 +99,16 @@ def test_once_an_agent_has_the_contact_a_hang_up_is_no_abandonment() -> None:
     assert view is not None and view.status is ContactStatus.ENDED
 
 
+def test_a_customer_who_hangs_up_waiting_again_after_a_transfer_abandoned() -> None:
+    view, _ = run([native(PHONE, "call.started"), native(PHONE, "ivr.completed")])
+    view = evolve(view, "ContactAssigned", {"contact_id": view.contact_id, "agent_id": "a-1"})  # type: ignore[union-attr]
+    view = evolve(view, "ContactRequeued", {"contact_id": view.contact_id, "queue_id": "general"})
+    assert view.status is ContactStatus.WAITING
+    view, (hang_up,) = run([native(PHONE, "call.hung_up")], view=view)
+    assert types(hang_up) == ["CustomerAbandoned", "ContactEnded"]
+    assert view is not None and view.status is ContactStatus.ABANDONED
+
+
 def test_a_second_end_is_ignored() -> None:
     ends = [native(VIDEO, "video.ended"), native(VIDEO, "video.ended", {"event_id": "vr-evt-000780"})]
     view, (_, first, second) = run([native(VIDEO, "video.requested"), *ends])
