@@ -88,6 +88,8 @@ async def test_import_needs_the_admin_token_and_a_valid_file(api: Api) -> None:
     assert status == 422 and body["error"]["code"] == "nothing_to_import"
     assert body["error"]["details"]["rejected"][0]["field"] == "segment"
     assert await api.event_count() == 0
+    status, body = await import_jsonl(api, '{"customer_id": "C1", "birth_date": "2090-01-01"}')
+    assert status == 422 and body["error"]["details"]["rejected"][0]["field"] == "birth_date"
 
 
 async def test_arrivals_are_enriched_from_the_directory(api: Api) -> None:
