@@ -121,14 +121,17 @@ class Known:
         sha = first.body_sha256 if first else event.metadata.get("body_sha256", "")
         self.answers[gateway_event_id] = Answer(sha, event.position, ignored)
 
-    def answer(self, gateway_event_id: str, body_sha256: str, contact_id: str) -> Receipt | None:
+    def answer(self, gateway_event_id: str, body_sha256: str, contact_id: str,
+               raw_sha256: str | None = None) -> Receipt | None:
         earlier = self.answers.get(gateway_event_id)
         if earlier is None:
             return None
-        if earlier.body_sha256 != body_sha256:
+        # `raw_sha256`: events stored before the digest was of the event's content were
+        # recorded with the digest of the raw body; a byte-identical retry of one still matches.
+        if earlier.body_sha256 not in (body_sha256, raw_sha256):
             raise IdempotencyConflict(
-                f"event_id {gateway_event_id!r} was already used for a different request body; "
-                "a retry must resend exactly the same body"
+                f"event_id {gateway_event_id!r} was already used for a different event; "
+                "a retry must resend the same event (key order and spacing may differ)"
             )
         return Receipt(contact_id, earlier.position, duplicate=True, ignored=earlier.ignored)
 
@@ -206,10 +209,13 @@ class IngestService:
         channel = channel_of(native)
         contact_id = contact_id_for(channel, native.gateway_session_id, domain=self._domain)
         stream_id = contact_stream_id(contact_id, domain=self._domain)
-        body_sha256 = hashlib.sha256(raw_body).hexdigest()
+        # The digest of the event's content, not of its bytes: a gateway that serialises its
+        # retry again (other key order, spacing, 12 for 12.0) sends the same event.
+        body_sha256 = hashlib.sha256(native.model_dump_json().encode()).hexdigest()
+        raw_sha256 = hashlib.sha256(raw_body).hexdigest()
         known, fresh = self._memo.get(stream_id) or Known(), False
         for _ in range(_MAX_ATTEMPTS):
-            earlier = known.answer(native.event_id, body_sha256, contact_id)
+            earlier = known.answer(native.event_id, body_sha256, contact_id, raw_sha256)
             if earlier is not None:
                 return earlier
             translation = self._translate(native, known.view)

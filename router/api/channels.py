@@ -168,7 +168,9 @@ def openapi_paths(doc: dict[str, Any]) -> None:
             "summary": f"Post a {channel.value} gateway's native event",
             "description": "Signed with X-Router-Timestamp and X-Router-Signature (HMAC-SHA256 of "
                            "'<timestamp>.<raw body>' with the gateway's secret). Re-posting an event_id "
-                           "returns the first answer and appends nothing.",
+                           "with the same event (key order and spacing may differ) returns the first "
+                           "answer with duplicate: true and appends nothing; the same event_id with "
+                           "another event is 409 idempotency_conflict.",
             "parameters": [
                 {"name": "X-Router-Timestamp", "in": "header", "required": True, "schema": {"type": "string"}},
                 {"name": "X-Router-Signature", "in": "header", "required": True, "schema": {"type": "string"}},
