@@ -6,7 +6,8 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,13 @@ class Settings:
     max_missed_offers: int = 3
     # How long a dropped desk may take to reconnect before its offers go to others.
     disconnect_grace_s: int = 15
+    # Signed events each gateway may post per second in this process, and the burst above it
+    # (HTTP 429 with Retry-After beyond that).
+    gateway_rate_per_s: int = 5_000
+    gateway_burst: int = 10_000
+    # Secrets given in the environment (ROUTER_GATEWAY_SECRET_PHONE="new,old"): they take the
+    # place of the secrets file's entry for that gateway.
+    gateway_secrets_env: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -54,6 +62,9 @@ class Settings:
             "snapshot_key": env.get("ROUTER_SNAPSHOT_KEY") or None,
             "max_missed_offers": _whole_number(env, "ROUTER_MAX_MISSED_OFFERS", 3, 1, 100),
             "disconnect_grace_s": _whole_number(env, "ROUTER_DISCONNECT_GRACE_S", 15, 1, 3_600),
+            "gateway_rate_per_s": _whole_number(env, "ROUTER_GATEWAY_RATE_PER_S", 5_000, 1, 1_000_000),
+            "gateway_burst": _whole_number(env, "ROUTER_GATEWAY_BURST", 10_000, 1, 10_000_000),
+            "gateway_secrets_env": _secrets_from_env(env),
         }
         if values["snapshot_key"] is not None and len(str(values["snapshot_key"])) < 16:
             raise ValueError("ROUTER_SNAPSHOT_KEY must be 16 characters or more")
@@ -70,9 +81,18 @@ def _whole_number(env: Mapping[str, str], name: str, default: int, low: int, hig
     return int(raw)
 
 
+def _secrets_from_env(env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    raw = {g: env[name] for g in GATEWAYS if (name := f"ROUTER_GATEWAY_SECRET_{g.upper()}") in env}
+    try:
+        return parse_gateway_secrets({g: [part.strip() for part in value.split(",")] for g, value in raw.items()})
+    except ValueError as exc:
+        raise ValueError(f"ROUTER_GATEWAY_SECRET_<GATEWAY>: {exc}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     admin_token: str
+    # A plain mapping, or a GatewaySecrets that follows its file (rotation without a restart).
     gateway_secrets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Signs the state snapshots (router.snapshots); None: no snapshots, every start replays the log.
     snapshot_key: bytes | None = None
@@ -84,8 +104,9 @@ def load_credentials(settings: Settings) -> Credentials:
     token = settings.admin_token or _read_or_create(settings.var_dir / "admin-token", lambda: secrets.token_urlsafe(32))
     secrets_file = settings.gateway_secrets_file or settings.var_dir / "gateway-secrets.json"
     if not secrets_file.exists():
-        _write_private(secrets_file, json.dumps({g: secrets.token_hex(32) for g in GATEWAYS}, indent=2) + "\n")
-    gateway_secrets = parse_gateway_secrets(json.loads(secrets_file.read_text()))
+        fresh = {g: secrets.token_hex(32) for g in GATEWAYS if g not in settings.gateway_secrets_env}
+        _write_private(secrets_file, json.dumps(fresh, indent=2) + "\n")
+    gateway_secrets = GatewaySecrets(secrets_file, settings.gateway_secrets_env)
     missing = [g for g in GATEWAYS if g not in gateway_secrets]
     if missing:
         log.warning("no secret for the %s gateway(s) in %s: their events are refused (401)",
@@ -93,6 +114,71 @@ def load_credentials(settings: Settings) -> Credentials:
     snapshot_key = settings.snapshot_key or _read_or_create(settings.var_dir / "snapshot-key",
                                                             lambda: secrets.token_urlsafe(32))
     return Credentials(token, gateway_secrets, snapshot_key.encode())
+
+
+class GatewaySecrets(Mapping[str, tuple[str, ...]]):
+    """The gateways' secrets as the secrets file says now, with the environment's on top.
+
+    An admin rotates a gateway's key by writing both secrets into the file, then (once the gateway
+    signs with the new one) only the new one: every server instance picks the file up within
+    `check_every_s`, no restart. The file is read again only when its size, modification time or
+    inode changed (one stat per check). A file that cannot be read or parsed (an editor halfway
+    through writing it, a typo) leaves the secrets as they were, and says so in the log once per
+    problem: a broken edit must not lock every gateway out.
+    """
+
+    def __init__(self, path: Path, overrides: Mapping[str, tuple[str, ...]] | None = None, *,
+                 check_every_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._path = path
+        self._overrides = dict(overrides or {})
+        self._check_every_s = check_every_s
+        self._clock = clock
+        self._seen: tuple[int, int, int] | None = None
+        self._problem: str | None = None
+        self._checked_at = clock()
+        self._current: dict[str, tuple[str, ...]] = {}
+        self._reload(initial=True)
+
+    def _refresh(self) -> None:
+        now = self._clock()
+        if now - self._checked_at >= self._check_every_s:
+            self._checked_at = now
+            self._reload(initial=False)
+
+    def _reload(self, *, initial: bool) -> None:
+        try:
+            stat = self._path.stat()
+            seen = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+            if seen == self._seen:
+                return
+            from_file = parse_gateway_secrets(json.loads(self._path.read_text()))
+        except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+            if initial:
+                raise ValueError(f"gateway secrets file {self._path}: {exc}") from None
+            problem = f"{type(exc).__name__}: {exc}"
+            if problem != self._problem:  # once per problem, not once a second
+                self._problem = problem
+                log.error("gateway secrets file %s cannot be used (%s); the secrets loaded before stay in force",
+                          self._path, problem)
+            return
+        self._seen, self._problem = seen, None
+        current = {**from_file, **self._overrides}
+        if not initial and current != self._current:
+            changed = sorted(g for g in GATEWAYS if current.get(g) != self._current.get(g))
+            log.warning("gateway secrets reloaded from %s: the %s gateway(s) changed", self._path, ", ".join(changed))
+        self._current = current
+
+    def __getitem__(self, gateway: str) -> tuple[str, ...]:
+        self._refresh()
+        return self._current[gateway]
+
+    def __iter__(self) -> Iterator[str]:
+        self._refresh()
+        return iter(dict(self._current))
+
+    def __len__(self) -> int:
+        self._refresh()
+        return len(self._current)
 
 
 def parse_gateway_secrets(raw: object) -> dict[str, tuple[str, ...]]:

@@ -51,12 +51,17 @@ def app_config(settings: Settings, credentials: Credentials, dsn: str, *, demo: 
     """What `serve` runs, from the operator's settings."""
     timers = TimerSettings(disconnect_grace_s=settings.disconnect_grace_s, max_missed_offers=settings.max_missed_offers)
     return AppConfig(settings, credentials, dsn, demo=demo,
+                     gateway_rate_per_s=settings.gateway_rate_per_s, gateway_burst=settings.gateway_burst,
                      store_settings=StoreSettings(max_inflight_batches=settings.store_batches_in_flight),
                      router_settings=RouterSettings(domain=settings.domain, timers=timers))
 
 
 def serve(settings: Settings, *, demo: bool, workers: int = 1) -> int:
-    credentials = load_credentials(settings)
+    try:
+        credentials = load_credentials(settings)
+    except ValueError as exc:  # the secrets file is broken: say which and why, no traceback
+        print(f"contact-router: {exc}", file=sys.stderr)
+        return 2
     with database(settings) as dsn:
         upgrade(dsn)
         app = build_app(app_config(settings, credentials, dsn, demo=demo))

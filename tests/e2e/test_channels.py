@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+from pathlib import Path
 import time
 import uuid
 from typing import Any
@@ -183,6 +184,41 @@ async def test_rotated_secrets_and_several_signatures(database_url: str) -> None
         headers = {"X-Router-Timestamp": str(now), "X-Router-Signature": both, "Content-Type": "application/json"}
         async with client.post("/v1/channels/phone/events", data=raw, headers=headers) as resp:
             assert resp.status == 202
+    finally:
+        await client.close()
+
+
+async def test_a_rotation_written_to_the_secrets_file_applies_without_a_restart(database_url: str,
+                                                                                 tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from router.config import GatewaySecrets
+    from tests.conftest import reset_database
+
+    await reset_database(database_url)
+    old, new = "phone-old-secret-0123456789", "phone-new-secret-0123456789"
+    path = tmp_path / "gateway-secrets.json"
+    path.write_text(json.dumps({**{g: list(v) for g, v in SECRETS.items()}, "phone": old}))
+    config = make_config(database_url)
+    live = GatewaySecrets(path, check_every_s=0)  # every request looks (the server checks once a second)
+    client = TestClient(TestServer(build_app(replace(config, credentials=replace(config.credentials,
+                                                                                  gateway_secrets=live)))))
+    await client.start_server()
+    try:
+        api = Api(client, database_url)
+        assert (await api.post_event("phone", phone_start("live-1"), secret=old))[0] == 202
+        assert (await api.post_event("phone", phone_start("live-2"), secret=new))[0] == 401
+        for secrets, accepted in (([new, old], (new, old)), (new, (new,))):
+            replacement = tmp_path / "next.json"
+            replacement.write_text(json.dumps({**{g: list(v) for g, v in SECRETS.items()}, "phone": secrets}))
+            replacement.replace(path)
+            for i, secret in enumerate((new, old)):
+                status, _ = await api.post_event("phone", phone_start(f"live-{secret[6:9]}-{len(accepted)}-{i}"),
+                                                 secret=secret)
+                assert status == (202 if secret in accepted else 401), (secrets, secret, status)
+        path.write_text("{broken")  # a bad edit keeps the secrets in force instead of locking gateways out
+        assert (await api.post_event("phone", phone_start("live-after-typo"), secret=new))[0] == 202
+        assert await api.event_count() == 5
     finally:
         await client.close()
 

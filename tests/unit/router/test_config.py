@@ -63,3 +63,83 @@ def test_the_snapshot_key_is_made_once_and_kept_private(tmp_path: Path) -> None:
     assert (tmp_path / "snapshot-key").stat().st_mode & 0o777 == 0o600
     given = Settings.from_env({"ROUTER_VAR_DIR": str(tmp_path), "ROUTER_SNAPSHOT_KEY": "x" * 20})
     assert load_credentials(given).snapshot_key == b"x" * 20
+
+
+def test_gateway_rate_limits_come_from_the_environment_to_the_app() -> None:
+    settings = Settings.from_env({"ROUTER_GATEWAY_RATE_PER_S": "200", "ROUTER_GATEWAY_BURST": "400"})
+    config = app_config(settings, Credentials("t" * 32), "postgresql://nowhere/db", demo=False)
+    assert (config.gateway_rate_per_s, config.gateway_burst) == (200, 400)
+    defaults = app_config(Settings.from_env({}), Credentials("t" * 32), "postgresql://nowhere/db", demo=False)
+    assert (defaults.gateway_rate_per_s, defaults.gateway_burst) == (5000, 10000)
+    with pytest.raises(ValueError, match="ROUTER_GATEWAY_RATE_PER_S must be a whole number"):
+        Settings.from_env({"ROUTER_GATEWAY_RATE_PER_S": "0"})
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _write(path: Path, text: str) -> None:
+    # A new file in place of the old (as editors and config management do): a new inode, so the
+    # change shows even within the file system's timestamp granularity.
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
+def test_gateway_secrets_follow_their_file_without_a_restart(tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    from router.config import GatewaySecrets
+
+    path, clock = tmp_path / "secrets.json", _Clock()
+    _write(path, '{"phone": "phone-old-secret-0123456789"}')
+    secrets = GatewaySecrets(path, clock=clock)
+    assert secrets.get("phone") == ("phone-old-secret-0123456789",) and "app" not in secrets
+    _write(path, '{"phone": ["phone-new-secret-0123456789", "phone-old-secret-0123456789"], '
+                 '"app": "app-secret-0123456789abc"}')
+    assert secrets.get("phone") == ("phone-old-secret-0123456789",)  # checked at most once a second
+    clock.now += 1.0
+    assert secrets.get("phone") == ("phone-new-secret-0123456789", "phone-old-secret-0123456789")
+    assert secrets["app"] == ("app-secret-0123456789abc",)
+    assert "app, phone gateway(s) changed" in caplog.text
+
+    caplog.clear()
+    _write(path, '{"phone": "phone-new-secret-')  # an editor halfway through, or a typo
+    for _ in range(3):
+        clock.now += 1.0
+        assert secrets.get("phone") == ("phone-new-secret-0123456789", "phone-old-secret-0123456789")
+    assert [r.levelname for r in caplog.records] == ["ERROR"], "logged once, not once a second"
+    assert "stay in force" in caplog.text
+
+    _write(path, '{"phone": "short"}')  # parsed but invalid: refused the same way
+    clock.now += 1.0
+    assert secrets.get("phone") == ("phone-new-secret-0123456789", "phone-old-secret-0123456789")
+    path.unlink()
+    clock.now += 1.0
+    assert secrets.get("app") == ("app-secret-0123456789abc",)
+
+    _write(path, '{"phone": "phone-new-secret-0123456789"}')
+    clock.now += 1.0
+    assert dict(secrets) == {"phone": ("phone-new-secret-0123456789",)}
+
+
+def test_gateway_secrets_from_the_environment_take_the_files_place(tmp_path: Path) -> None:
+    settings = Settings.from_env({"ROUTER_VAR_DIR": str(tmp_path),
+                                  "ROUTER_GATEWAY_SECRET_VIDEO": "video-new-0123456789ab, video-old-0123456789ab"})
+    credentials = load_credentials(settings)
+    assert credentials.gateway_secrets["video"] == ("video-new-0123456789ab", "video-old-0123456789ab")
+    assert set(credentials.gateway_secrets) == {"phone", "webchat", "video", "app"}
+    made = (tmp_path / "gateway-secrets.json").read_text()
+    assert "video" not in made, "a secret the environment gives is not also made into the file"
+    with pytest.raises(ValueError, match="ROUTER_GATEWAY_SECRET_<GATEWAY>: gateway secrets: 'app' needs"):
+        Settings.from_env({"ROUTER_GATEWAY_SECRET_APP": "short"})
+
+
+def test_a_secrets_file_that_cannot_be_parsed_stops_the_start_clearly(tmp_path: Path) -> None:
+    (tmp_path / "gateway-secrets.json").write_text("{not json")
+    with pytest.raises(ValueError, match="gateway secrets file .*gateway-secrets.json"):
+        load_credentials(Settings.from_env({"ROUTER_VAR_DIR": str(tmp_path)}))
