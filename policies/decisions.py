@@ -6,9 +6,11 @@ module stays small. Shared base types live here too.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, GetJsonSchemaHandler, model_validator
+from pydantic_core import CoreSchema
 
 from policies.vocabulary import Channel
 
@@ -17,6 +19,20 @@ UNLESS_HOME = "unless_speaks_home_language"
 
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$", max_length=64)]
 Level = Annotated[int, Field(ge=1, le=5)]
+
+
+@dataclass(frozen=True, slots=True)
+class AlsoAccepts:
+    """A field's JSON Schema also admits the shorthand its BeforeValidator expands: `shorthand`
+    (a schema), or by default one item where the field is a list. Without it the OpenAPI
+    document describes only the long form, and refuses documents the API accepts."""
+
+    shorthand: dict[str, Any] | None = None
+
+    def __get_pydantic_json_schema__(self, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        full = handler(core_schema)
+        short = self.shorthand if self.shorthand is not None else full["items"]
+        return {"anyOf": [*full["anyOf"], short]} if "anyOf" in full else {"anyOf": [short, full]}
 
 
 class Model(BaseModel):
@@ -111,9 +127,11 @@ class StepSpec(Model):
     relax: RelaxSpec | None = None
     raise_priority: float | None = None
     overflow: Ident | None = None
-    offer_callback: Annotated[CallbackSpec | None, BeforeValidator(_callback_shorthand)] = None
+    offer_callback: Annotated[CallbackSpec | None, BeforeValidator(_callback_shorthand),
+                              AlsoAccepts({"const": True})] = None
     page_supervisor: Literal[True] | None = None
-    escalate: Annotated[EscalateSpec | None, BeforeValidator(_escalate_shorthand)] = None
+    escalate: Annotated[EscalateSpec | None, BeforeValidator(_escalate_shorthand),
+                        AlsoAccepts({"type": "string", "description": "a team: the same as {to: <team>}"})] = None
     note: str = ""
 
     @model_validator(mode="after")

@@ -13,10 +13,11 @@ from datetime import date
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, Field, PlainSerializer, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema, field_validator, model_validator
 
 from policies.decisions import (
     ACTIONS,
+    AlsoAccepts,
     CONTACT,
     KINDS,
     UNLESS_HOME,
@@ -48,16 +49,19 @@ def _hours_value(value: object) -> tuple[TimeRange, ...]:
     return parse_ranges(value)
 
 
+_HOURS_TEXT = {"type": "string", "description": "'08:00-12:00, 13:00-17:00', 'closed' or '24h'",
+               "examples": ["08:00-20:00"]}
 Hours = Annotated[
     tuple[TimeRange, ...],
     BeforeValidator(_hours_value),
     PlainSerializer(format_ranges, return_type=str),
+    WithJsonSchema({"anyOf": [_HOURS_TEXT, {"type": "array", "items": _HOURS_TEXT}]}),
 ]
-Channels = Annotated[tuple[Channel, ...], BeforeValidator(_one_or_many), Field(min_length=1)]
-Segments = Annotated[tuple[Segment, ...], BeforeValidator(_one_or_many), Field(min_length=1)]
-Intents = Annotated[tuple[Intent, ...], BeforeValidator(_one_or_many), Field(min_length=1)]
-Needs = Annotated[tuple[Need, ...], BeforeValidator(_one_or_many), Field(min_length=1)]
-Words = Annotated[tuple[str, ...], BeforeValidator(_one_or_many), Field(min_length=1)]
+Channels = Annotated[tuple[Channel, ...], Field(min_length=1), BeforeValidator(_one_or_many), AlsoAccepts()]
+Segments = Annotated[tuple[Segment, ...], Field(min_length=1), BeforeValidator(_one_or_many), AlsoAccepts()]
+Intents = Annotated[tuple[Intent, ...], Field(min_length=1), BeforeValidator(_one_or_many), AlsoAccepts()]
+Needs = Annotated[tuple[Need, ...], Field(min_length=1), BeforeValidator(_one_or_many), AlsoAccepts()]
+Words = Annotated[tuple[str, ...], Field(min_length=1), BeforeValidator(_one_or_many), AlsoAccepts()]
 
 
 class CalendarSpec(Model):

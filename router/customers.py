@@ -22,7 +22,7 @@ import orjson
 from channels.customer_import import ImportReport
 from channels.directory import CustomerDirectory, CustomerKey, CustomerProfile, Disability
 from channels.repeat import PriorContact, prune, remember
-from eventstore import ANY, NewEvent, RecordedEvent, stream_id_for
+from eventstore import ANY, NewEvent, RecordedEvent, StoreUnavailableError, stream_id_for
 from eventstore.port import EventStore
 from policies.vocabulary import CallbackWindow, Segment
 
@@ -116,9 +116,25 @@ class ImportOutcome:
         return data
 
 
+class ImportIncomplete(Exception):
+    """The store failed partway through an import: some profiles are stored, some are not.
+
+    Each profile is its own small append, so that a large file never holds one long
+    transaction open (every log follower waits behind an uncommitted transaction: one
+    import must not stall routing). Re-sending the same file finishes the job: a profile
+    stored already has the same event id and is not stored twice.
+    """
+
+    def __init__(self, stored: int, unchanged: int, not_stored: int, cause: BaseException) -> None:
+        super().__init__(f"{not_stored} profile(s) not stored: {cause}")
+        self.stored, self.unchanged, self.not_stored = stored, unchanged, not_stored
+
+
 async def import_profiles(store: EventStore, report: ImportReport, *, actor: str, domain: str) -> ImportOutcome:
     """Store each accepted profile as an event; an identical profile stored before is a no-op."""
     received_at = datetime.now(timezone.utc).isoformat()
+    # return_exceptions: every append is waited for, so that the answer counts what is stored
+    # (with a plain gather, appends still running after the first failure could commit unseen).
     results = await asyncio.gather(*(
         store.append(
             stream_id_for("customer", profile.customer_id, domain),
@@ -126,8 +142,16 @@ async def import_profiles(store: EventStore, report: ImportReport, *, actor: str
             ANY,
         )
         for profile in report.accepted
-    ))
-    return ImportOutcome(len(report.accepted), sum(r.duplicate for r in results), report)
+    ), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    done = [r for r in results if not isinstance(r, BaseException)]
+    unchanged = sum(r.duplicate for r in done)
+    if failures:
+        unavailable = [f for f in failures if isinstance(f, StoreUnavailableError)]
+        if len(unavailable) != len(failures):
+            raise next(f for f in failures if not isinstance(f, StoreUnavailableError))
+        raise ImportIncomplete(len(done) - unchanged, unchanged, len(failures), unavailable[0])
+    return ImportOutcome(len(report.accepted), unchanged, report)
 
 
 def _profile_event(profile: CustomerProfile, actor: str, received_at: str) -> NewEvent:

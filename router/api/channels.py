@@ -22,7 +22,8 @@ from ..ingest import IdempotencyConflict
 from . import keys
 from .auth import require_admin
 from .errors import ApiError
-from .openapi import error_responses
+from . import contact_schemas
+from .openapi import add_components, error_responses
 
 
 def channel_from(request: web.Request) -> Channel:
@@ -161,7 +162,8 @@ def add_routes(app: web.Application) -> None:
 
 
 def openapi_paths(doc: dict[str, Any]) -> None:
-    doc["components"]["schemas"].update(component_schemas())
+    add_components(doc, component_schemas())
+    add_components(doc, contact_schemas.component_schemas())
     for channel, schema in channel_schemas().items():
         examples = {e["event_type"].replace(".", "_"): {"value": e} for e in example_events(channel)}
         doc["paths"][f"/v1/channels/{channel.value}/events"] = {"post": {
@@ -188,7 +190,8 @@ def openapi_paths(doc: dict[str, Any]) -> None:
                        "Message texts, transcripts and full phone numbers stay out of this view.",
         "security": [{"admin": []}, {"gateway": []}],
         "parameters": [{"name": "contact_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-        "responses": {"200": {"description": "the contact", "content": {"application/json": {"schema": {"type": "object"}}}},
+        "responses": {"200": {"description": "the contact", "content": {"application/json": {
+                          "schema": {"$ref": "#/components/schemas/ContactAnswer"}}}},
                       **error_responses(401, 403, 404)},
     }}
 

@@ -9,12 +9,13 @@ from aiohttp import web
 
 from channels.customer_import import parse_import
 
-from ..customers import import_profiles
+from ..customers import ImportIncomplete, import_profiles
 from . import keys
 from .auth import require_admin
 from .channels import read_limited_body
 from .errors import ApiError
-from .openapi import error_responses
+from . import contact_schemas
+from .openapi import add_components, error_responses
 
 MAX_IMPORT_BYTES = 32 * 1024 * 1024
 _FORMATS = {"application/x-ndjson": "jsonl", "application/jsonl": "jsonl", "application/json": "jsonl",
@@ -39,8 +40,16 @@ async def post_import(request: web.Request) -> web.Response:
     if not report.accepted:
         raise ApiError(422, "nothing_to_import", "no line of the file is a valid customer",
                        details=report.to_data())
-    outcome = await import_profiles(request.app[keys.STORE], report, actor=actor,
-                                    domain=request.app[keys.SETTINGS].domain)
+    try:
+        outcome = await import_profiles(request.app[keys.STORE], report, actor=actor,
+                                        domain=request.app[keys.SETTINGS].domain)
+    except ImportIncomplete as exc:
+        raise ApiError(503, "import_incomplete",
+                       f"the event store became unavailable during the import: {exc.stored + exc.unchanged} of "
+                       f"{len(report.accepted)} valid profiles are stored, {exc.not_stored} are not. Send the same "
+                       "file again when the store is back: stored profiles are recognised and not stored twice",
+                       headers={"Retry-After": "5"},
+                       details={"stored": exc.stored, "unchanged": exc.unchanged, "not_stored": exc.not_stored}) from None
     return web.json_response(outcome.to_data())
 
 
@@ -49,19 +58,29 @@ def add_routes(app: web.Application) -> None:
 
 
 def openapi_paths(doc: dict[str, Any]) -> None:
+    add_components(doc, contact_schemas.component_schemas())
+    line = {"$ref": "#/components/schemas/CustomerRecord"}
     doc["paths"]["/v1/customers/import"] = {"post": {
         "summary": "Import customer profiles (JSON lines or CSV), validated line by line",
+        "description": "Every line is one CustomerRecord: in JSON lines one object a line, in CSV a header naming "
+                       "its fields and one row a customer (lists separated by ';' in one cell, empty cells "
+                       "absent). Bad lines are reported and skipped, the valid ones stored; a customer id given "
+                       "twice keeps its first line. Importing the same profile again stores nothing (unchanged). "
+                       "If the event store becomes unavailable during an import the answer is 503 "
+                       "import_incomplete with the counts so far: send the same file again.",
         "security": [{"admin": []}],
         "parameters": [{"name": "format", "in": "query", "schema": {"type": "string", "enum": ["jsonl", "csv"]}}],
         "requestBody": {"required": True, "content": {
-            "application/x-ndjson": {"schema": {"type": "string"}, "example":
+            "application/x-ndjson": {"schema": {"type": "string", "x-line-schema": line}, "example":
                 '{"customer_id": "C1001", "segment": "vip", "phone_numbers": ["+8613800001111"], '
                 '"birth_date": "1950-04-02", "preferred_language": "zh", "callback_windows": ["after 15:00"]}\n'},
-            "text/csv": {"schema": {"type": "string"}},
+            "text/csv": {"schema": {"type": "string", "x-line-schema": line}, "example":
+                "customer_id,segment,phone_numbers,birth_date,disabilities,callback_windows\n"
+                "C1002,wealth,+8613800002222;+862150001234,1958-04-02,blind,09:00-11:00\n"},
         }},
         "responses": {
             "200": {"description": "the import report: stored, unchanged and rejected lines",
-                    "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CustomerImportReport"}}}},
             **error_responses(400, 401, 403, 413, 415, 422, 503),
         },
     }}

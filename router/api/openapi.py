@@ -31,6 +31,15 @@ def error_responses(*statuses: int) -> dict[str, Any]:
     return {str(s): {"description": "error", "content": {"application/json": {"schema": ref}}} for s in statuses}
 
 
+def add_components(doc: dict[str, Any], schemas: dict[str, dict[str, Any]]) -> None:
+    """Add named schemas; two contributors may share a name only for the same schema."""
+    known = doc["components"]["schemas"]
+    for name, schema in schemas.items():
+        if name in known and known[name] != schema:
+            raise RuntimeError(f"two different schemas are both named {name!r} in the OpenAPI document")
+        known[name] = schema
+
+
 def build_document(contributors: list[Contributor]) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "openapi": "3.1.0",

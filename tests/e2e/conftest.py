@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from jsonschema import Draft202012Validator, FormatChecker
 from aiohttp.test_utils import TestClient, TestServer
 
 from channels.security import signed_headers
@@ -52,6 +53,32 @@ class Api:
                 "SELECT count(*) FROM events WHERE NOT (category = 'policy' AND metadata->>'actor' = 'system')"))
         finally:
             await conn.close()
+
+
+def conforms_to_the_document(document: dict[str, Any], op: dict[str, Any], status: int, content_type: str,
+                             raw: bytes, where: str = "") -> None:
+    """The answer's body matches the schema the document gives for that status (refs resolved
+    in the document): a documented answer shape that drifted from the code fails here."""
+    media = op["responses"][str(status)].get("content", {}).get(content_type)
+    if media is None or "schema" not in media or content_type != "application/json":
+        return
+    schema = {**media["schema"], "components": document["components"]}
+    errors = sorted(Draft202012Validator(schema, format_checker=FormatChecker()).iter_errors(json.loads(raw)),
+                    key=lambda e: list(e.path))
+    assert not errors, (f"the answer does not match its documented schema ({errors[0].message} at "
+                        f"{'/'.join(map(str, errors[0].path))}): {where}")
+
+
+async def documented_answer(api: Api, method: str, path: str, template: str, **kwargs: Any) -> tuple[int, Any]:
+    """An admin request whose answer is checked against the served OpenAPI document."""
+    async with api.client.get("/v1/openapi.json") as resp:
+        document = await resp.json()
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", **kwargs.pop("headers", {})}
+    async with api.client.request(method, path, headers=headers, **kwargs) as resp:
+        status, raw = resp.status, await resp.read()
+        conforms_to_the_document(document, document["paths"][template][method.lower()], status,
+                                 resp.content_type, raw, f"{method} {path} -> {status}: {raw[:300]!r}")
+    return status, json.loads(raw)
 
 
 def make_config(dsn: str, *, lead: bool = False, **overrides: Any) -> AppConfig:

@@ -17,7 +17,7 @@ from channels.native import example_events
 from channels.security import sign, signed_headers
 from policies.vocabulary import Channel
 from router.app import build_app
-from tests.e2e.conftest import SECRETS, Api, make_config
+from tests.e2e.conftest import SECRETS, Api, documented_answer, make_config
 
 
 def fresh(example: dict[str, Any], session: str) -> dict[str, Any]:
@@ -50,7 +50,8 @@ async def test_every_example_event_of_a_channel_is_accepted_in_order(api: Api, c
         assert isinstance(body["position"], int)
         contact_ids.add(body["contact_id"])
     assert len(contact_ids) == 1  # one session, one contact
-    status, contact = await api.get(f"/v1/contacts/{contact_ids.pop()}")
+    status, contact = await documented_answer(api, "GET", f"/v1/contacts/{contact_ids.pop()}",
+                                              "/v1/contacts/{contact_id}")
     assert status == 200
     types = [e["type"] for e in contact["events"]]
     facts = [t for t in types if t != "GatewayEventIgnored"]  # e.g. call.ended after call.hung_up

@@ -38,7 +38,7 @@ from channels.security import sign
 from policies.vocabulary import Channel
 from router.api.openapi import OPENAPI_KEY
 from router.app import build_app
-from tests.e2e.conftest import ADMIN_TOKEN, SECRETS, Api, make_config
+from tests.e2e.conftest import ADMIN_TOKEN, SECRETS, Api, conforms_to_the_document, make_config
 
 METHODS = ("get", "put", "post", "patch", "delete")
 SIGNATURE_HEADERS = ("X-Router-Timestamp", "X-Router-Signature")
@@ -323,7 +323,9 @@ def _body(draw: st.DrawFn, content: dict[str, Any], doc: dict[str, Any]) -> tupl
     examples = [e["value"] for e in media.get("examples", {}).values()] + ([media["example"]] if "example" in media else [])
     schema = _resolve(media.get("schema", {}), doc)
     if schema.get("type") == "string":  # a text format (JSON lines, CSV, YAML): mutate it as text
-        return draw(_text_body(examples)), content_type
+        line_schema = schema.get("x-line-schema")  # JSON lines: also lines drawn from each line's schema
+        lines = from_schema(line_schema, doc).map(json.dumps) if line_schema and "json" in content_type else None
+        return draw(_text_body(examples, lines)), content_type
     choices = [from_schema(schema, doc), RANDOM_JSON]
     if examples:
         choices = [st.sampled_from(examples).flatmap(mutated)] * 3 + choices
@@ -331,10 +333,11 @@ def _body(draw: st.DrawFn, content: dict[str, Any], doc: dict[str, Any]) -> tupl
 
 
 @st.composite
-def _text_body(draw: st.DrawFn, examples: list[Any]) -> bytes:
+def _text_body(draw: st.DrawFn, examples: list[Any], drawn_lines: st.SearchStrategy[str] | None = None) -> bytes:
     seed = _as_text(draw(st.sampled_from(examples))) if examples else ""
     lines = seed.splitlines() or [""]
-    extra = st.one_of(RANDOM_JSON.map(lambda v: json.dumps(v)), UNICODE_TEXT, st.just(seed.replace("1", "x")))
+    extra = st.one_of(RANDOM_JSON.map(lambda v: json.dumps(v)), UNICODE_TEXT, st.just(seed.replace("1", "x")),
+                      *([drawn_lines] * 3 if drawn_lines is not None else []))
     lines += draw(st.lists(extra, max_size=4))
     order = draw(st.permutations(lines))
     text = "\n".join(order)
@@ -397,6 +400,7 @@ async def _check(api: Api, conn: asyncpg.Connection, method: str, path: str, cal
     if status == 202 and "/v1/channels/" in path:
         receipt = json.loads(raw)
         assert isinstance(receipt["contact_id"], str) and isinstance(receipt["position"], int), where
+    conforms_to_the_document(DOCUMENT, op, status, resp.content_type, raw, where)
 
 
 # The suite's runs are reproducible (a seed derived from each test), so a CI run fails only on

@@ -32,3 +32,39 @@ def test_old_contacts_leave_the_history_and_the_contact_map_a_month_on() -> None
     state.apply([arrived(f"k{day}", START + timedelta(days=day)) for day in range(30)])
     assert sorted(p.contact_id for p in state.history("C1")) == [f"k{day}" for day in range(22, 30)]
     assert set(state._contact_customer) == {f"k{day}" for day in range(22, 30)}  # noqa: SLF001
+
+
+class _StoreThatFailsAfter:
+    """The in-memory store, until the database 'goes away' after `ok` appends."""
+
+    def __init__(self, ok: int) -> None:
+        from eventstore.memory import MemoryEventStore
+
+        self.inner, self.ok = MemoryEventStore(), ok
+
+    async def append(self, stream_id: str, events: object, expected: object) -> object:
+        from eventstore import StoreUnavailableError
+
+        if self.ok <= 0:
+            raise StoreUnavailableError("connection refused")
+        self.ok -= 1
+        return await self.inner.append(stream_id, events, expected)  # type: ignore[arg-type]
+
+
+async def test_an_import_cut_short_by_the_store_says_what_is_stored_and_a_resend_finishes_it() -> None:
+    import pytest
+
+    from channels.customer_import import parse_import
+    from router.customers import ImportIncomplete, import_profiles
+
+    text = "".join(f'{{"customer_id": "C{i:04d}", "segment": "mass"}}\n' for i in range(10))
+    report = parse_import(text, "jsonl", today=START.date())
+    store = _StoreThatFailsAfter(ok=4)
+    with pytest.raises(ImportIncomplete) as cut:
+        await import_profiles(store, report, actor="admin", domain="default")  # type: ignore[arg-type]
+    assert (cut.value.stored, cut.value.unchanged, cut.value.not_stored) == (4, 0, 6)
+    store.ok = 100  # the database is back: the same file again
+    outcome = await import_profiles(store, report, actor="admin", domain="default")  # type: ignore[arg-type]
+    assert outcome.to_data()["stored"] == 6 and outcome.to_data()["unchanged"] == 4
+    head = await store.inner.log_head()
+    assert head.position == 10, "every profile once"
