@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
 from pathlib import Path
 import time
 import uuid
@@ -17,7 +18,7 @@ from channels.native import example_events
 from channels.security import sign, signed_headers
 from policies.vocabulary import Channel
 from router.app import build_app
-from tests.e2e.conftest import SECRETS, Api, documented_answer, make_config
+from tests.e2e.conftest import ADMIN_TOKEN, SECRETS, Api, documented_answer, make_config
 
 
 def fresh(example: dict[str, Any], session: str) -> dict[str, Any]:
@@ -299,3 +300,55 @@ async def test_who_may_read_a_contact(api: Api) -> None:
         assert (status, answer["error"]["code"]) == (want_status, code), headers
         assert "events" not in answer
 
+
+
+async def test_logs_never_hold_a_full_phone_number_or_a_message_text(database_url: str,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """Every channel's events, refused ones and a customer import, with the router deciding,
+    at DEBUG on every logger: no record holds a caller's number or what a customer wrote."""
+    from tests.conftest import reset_database
+
+    await reset_database(database_url)
+    number, words = "+8613955501234", "my secret complaint about card 6222 0212 3456 7890"
+    caplog.set_level(logging.DEBUG)
+    client = TestClient(TestServer(build_app(make_config(database_url, lead=True))))
+    await client.start_server()
+    try:
+        api = Api(client, database_url)
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/x-ndjson"}
+        line = json.dumps({"customer_id": "C7700001", "phone_numbers": [number, "+8613955509999x"]})
+        async with client.post("/v1/customers/import", data=f"{line}\n{json.dumps({'customer_id': 'C7700002', 'phone_numbers': [number]})}\n",
+                               headers=headers) as resp:
+            assert resp.status == 200
+        for channel in Channel:
+            session = f"logs-{channel.value}"
+            for example in example_events(channel):
+                event = json.loads(json.dumps(fresh(example, session)).replace("+8613812345678", number))
+                _replace_texts(event, words)
+                assert (await api.post_event(channel.value, event))[0] == 202
+                broken = copy.deepcopy(event)
+                broken["occurred_at"] = words  # refused (422): the message must not echo the input either
+                assert (await api.post_event(channel.value, broken))[0] == 422
+        status, _ = await api.post_event("phone", raw=f'{{"caller": "{number}", "text": "{words}"'.encode(),
+                                         payload=None)
+        assert status == 400
+        await asyncio.sleep(0.3)  # the router's follower and decisions log what they do
+    finally:
+        await client.close()
+    logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert len(caplog.records) > 10, "the check needs the server to have logged something"
+    digits = number.lstrip("+")
+    assert digits not in logged and digits[-9:] not in logged, [m for m in logged.splitlines() if digits[-9:] in m][:3]
+    assert "secret complaint" not in logged and "6222" not in logged
+
+
+def _replace_texts(node: Any, words: str) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "text" and isinstance(value, str):
+                node[key] = words
+            else:
+                _replace_texts(value, words)
+    elif isinstance(node, list):
+        for item in node:
+            _replace_texts(item, words)
