@@ -9,12 +9,13 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from eventstore import ANY, NO_STREAM, ConcurrencyError, NewEvent, RecordedEvent, stream_id_for
 from policies.vocabulary import AgentProfile, AgentSnapshot, Channel
 
 from . import events as ev
+from .agentstate import profile_from_data
 from .service import RouterService
 from .state import AgentState
 
@@ -26,8 +27,27 @@ Level = Annotated[int, Field(ge=1, le=5)]
 Capacity = Annotated[int, Field(ge=0, le=20)]
 
 
+# What a PATCH may change but not clear: null for these is refused (leave the field out to
+# keep it). team and supervisor may be null: the agent leaves its team or has no supervisor.
+NOT_NULL = ("name", "skills", "languages", "channels", "total_capacity")
+
+
+def _schema_without_null(schema: dict[str, Any]) -> None:
+    """The OpenAPI schema says what the validator does: these fields take no null."""
+    for name in NOT_NULL:
+        prop = schema.get("properties", {}).get(name, {})
+        options = [o for o in prop.get("anyOf", ()) if o != {"type": "null"}]
+        if options and len(options) < len(prop["anyOf"]):
+            del prop["anyOf"]
+            prop.pop("default", None)
+            if len(options) == 1:
+                prop.update(options[0])
+            else:
+                prop["anyOf"] = options
+
+
 class AgentChanges(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_schema_without_null)
 
     name: Name | None = None
     team: Name | None = None
@@ -37,6 +57,20 @@ class AgentChanges(BaseModel):
     channels: dict[Channel, Capacity] | None = None
     total_capacity: Annotated[int, Field(ge=1, le=20)] | None = None
 
+    @field_validator(*NOT_NULL, mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:  # runs only for a null sent explicitly (a left-out field keeps its default)
+            raise ValueError("may not be null; leave the field out to keep its value")
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _serves_something(cls, value: dict[Channel, int] | None) -> dict[Channel, int] | None:
+        if value is not None and not any(value.values()):
+            raise ValueError("an agent must serve at least one channel (e.g. {\"phone\": 1})")
+        return value
+
 
 class NewAgent(AgentChanges):
     id: AgentId
@@ -44,12 +78,6 @@ class NewAgent(AgentChanges):
     skills: dict[SkillName, Level] = Field(max_length=64)
     languages: list[Language] = Field(min_length=1, max_length=16)
     channels: dict[Channel, Capacity]
-
-    @model_validator(mode="after")
-    def _serves_something(self) -> NewAgent:
-        if not any(self.channels.values()):
-            raise ValueError("an agent must serve at least one channel (e.g. {\"phone\": 1})")
-        return self
 
 
 class AgentExists(Exception):
@@ -100,6 +128,7 @@ class AgentDirectory:
             # A total never set apart from the channels follows them (webchat 3 added to phone
             # 1 allows three chats); one the admin set stays as it was.
             data["total_capacity"] = derived_total(data["channels"].values())
+        profile_from_data(data, profile)  # what replaying the event will do: it must not fail
         await self._append(agent_id, ev.AGENT_UPDATED, data, actor, ANY)
         return self.view(agent_id)
 

@@ -18,8 +18,12 @@ Data = Mapping[str, Any]
 def profile_from_data(data: Data, old: AgentProfile | None = None) -> AgentProfile:
     """A profile from AgentRegistered data, or `old` with AgentUpdated's changed fields."""
 
-    def pick(name: str, default: Any) -> Any:
-        return data[name] if name in data else (getattr(old, name) if old is not None else default)
+    def pick(name: str, default: Any, *, nullable: bool = False) -> Any:
+        # A null where the field cannot be empty (stored before the API refused it) keeps the
+        # old value: the log must replay whatever it holds.
+        if name in data and (nullable or data[name] is not None):
+            return data[name]
+        return getattr(old, name) if old is not None else default
 
     channels = pick("channels", {})
     return AgentProfile(
@@ -29,8 +33,8 @@ def profile_from_data(data: Data, old: AgentProfile | None = None) -> AgentProfi
         languages=frozenset(pick("languages", ())),
         channels={Channel(k): int(v) for k, v in dict(channels).items()},
         total_capacity=int(pick("total_capacity", 1)),
-        team=pick("team", None),
-        supervisor=pick("supervisor", None),
+        team=pick("team", None, nullable=True),
+        supervisor=pick("supervisor", None, nullable=True),
     )
 
 

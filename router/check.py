@@ -81,10 +81,11 @@ class Checker:
         agent = self.agents.setdefault(agent_id, _Agent())
         data = event.data
         if event.type in (ev.AGENT_REGISTERED, ev.AGENT_UPDATED):
-            agent.channels = dict(data.get("channels", agent.channels))
-            agent.total = int(data.get("total_capacity", agent.total))
-            agent.skills = dict(data.get("skills", agent.skills))
-            agent.languages = set(data.get("languages", agent.languages))
+            # A null stored before the API refused it keeps the old value, as the router does.
+            agent.channels = dict(_given(data, "channels", agent.channels))
+            agent.total = int(_given(data, "total_capacity", agent.total))
+            agent.skills = dict(_given(data, "skills", agent.skills))
+            agent.languages = set(_given(data, "languages", agent.languages))
         elif event.type == ev.AGENT_RESERVED:
             agent.reserved[data["offer_id"]] = data["channel"]
             self._capacity(agent_id, agent, data["channel"], event)
@@ -245,3 +246,8 @@ async def check_log(store: Any, now_s: float, progress: Any = None) -> dict[str,
         if progress is not None:
             progress(checker.counts["events"])
     return checker.report(now_s)
+
+
+def _given(data: Any, name: str, old: Any) -> Any:
+    value = data.get(name)
+    return old if value is None else value

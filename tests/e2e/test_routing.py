@@ -284,6 +284,22 @@ async def test_agents_api_validates_and_records_changes(routed: Api) -> None:
         assert resp.status == 401
 
 
+@pytest.mark.parametrize("field", ["name", "skills", "languages", "channels", "total_capacity"])
+async def test_a_patch_cannot_clear_what_an_agent_needs(routed: Api, field: str) -> None:
+    await new_agent(routed, "a1")
+    stream = "SELECT count(*) FROM events WHERE stream_id = 'agent-default:a1'"  # the leader writes too
+    conn = await asyncpg.connect(routed.dsn)
+    before = await conn.fetchval(stream)
+    status, body = await routed.admin("PATCH", "/v1/agents/a1", json={field: None})
+    assert (status, body["error"]["code"], body["error"]["field"]) == (422, "invalid_field", field), body
+    status, body = await routed.admin("PATCH", "/v1/agents/a1", json={"channels": {"phone": 0}})
+    assert (status, body["error"]["field"]) == (422, "channels"), body
+    assert await conn.fetchval(stream) == before, "nothing stored for a refused change"
+    await conn.close()
+    status, body = await routed.admin("PATCH", "/v1/agents/a1", json={"team": None, "supervisor": None})
+    assert status == 200 and body["team"] is None and body["name"] == "A1", body
+
+
 async def test_queue_figures_and_metrics(routed: Api) -> None:
     ws, desk = await open_desk(routed, await new_agent(routed, "a1"))
     try:

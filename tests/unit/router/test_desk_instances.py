@@ -111,3 +111,18 @@ async def test_the_leader_disconnects_the_agents_of_an_instance_that_is_gone_and
         assert await router.disconnect_gone_instances() == 0  # nothing left to do: no repeats
     finally:
         await router.stop()
+
+
+def test_an_agent_update_with_nulls_stored_before_they_were_refused_still_replays() -> None:
+    """Such events exist in logs written before the API refused them: a replay keeps the old
+    values where the field cannot be empty, and clears only team and supervisor."""
+    from policies.vocabulary import Channel
+    from router.agentstate import profile_from_data
+
+    registered = profile_from_data({"agent_id": "a1", "name": "A", "skills": {"loan": 3}, "languages": ["zh"],
+                                    "channels": {"phone": 1}, "total_capacity": 1, "team": "t1"})
+    updated = profile_from_data({"agent_id": "a1", "name": None, "skills": None, "languages": None, "channels": None,
+                                 "total_capacity": None, "team": None}, registered)
+    assert (updated.name, updated.skills, updated.languages, updated.channels, updated.total_capacity) == \
+        ("A", {"loan": 3}, frozenset({"zh"}), {Channel.PHONE: 1}, 1)
+    assert updated.team is None
