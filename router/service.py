@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 
 ROUNDS_IN_FLIGHT = 2  # routing rounds whose decisions may be being stored at once
+STALE_TIMER_RETRY_S = 0.1  # a timer whose decision was stale fires again this much later
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,7 +387,15 @@ class RouterService:
             return
         try:
             for decision in fire(self.state, timer, self._clock(), self.settings.timers):
-                await self.submit(decision)
+                if not await self.submit(decision):
+                    # Stale: a stream it was decided on moved, often not the timer's own (an
+                    # offer's expiry also writes the agent's stream, which a desk command may
+                    # have just advanced). A change to another ref does not re-arm this timer,
+                    # and the scheduler forgot it when it fired: without this the offer would
+                    # stay pending for good. Fire again shortly on the fresher state; `fire`
+                    # decides nothing if by then the timer no longer applies.
+                    self._scheduler.rearm(replace(timer, due_s=self._clock() + STALE_TIMER_RETRY_S))
+                    return
         except StoreUnavailableError as exc:
             log.warning("timer %s could not fire (%s); re-armed", timer.key, exc.message)
             self._scheduler.rearm(replace(timer, due_s=self._clock() + 1.0))

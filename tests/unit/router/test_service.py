@@ -161,3 +161,48 @@ async def test_an_offer_nobody_answers_expires_on_the_clock_and_goes_to_the_next
         assert len(offered) == 2 and set(offered) == {"a1", "a2"}, types  # then the other agent
     finally:
         await router.stop()
+
+
+class StaleOnceStore(MemoryEventStore):
+    """Refuses the first append holding `type_` as stale, as when a desk command on another
+    instance moved the agent's stream just before: nothing of the contact's changes."""
+
+    def __init__(self, type_: str) -> None:
+        super().__init__()
+        self.type, self.refused = type_, 0
+
+    async def append_many(self, appends: Any) -> Any:
+        from eventstore import ConcurrencyError
+
+        if not self.refused and any(e.type == self.type for a in appends for e in a.events):
+            self.refused += 1
+            agent = next(a for a in appends if a.stream_id.startswith("agent-"))
+            raise ConcurrencyError(agent.stream_id, str(agent.expected_version), 99)
+        return await super().append_many(appends)
+
+
+async def test_an_offer_expiry_refused_as_stale_is_tried_again() -> None:
+    """The expiry timer belongs to the contact; its decision also writes the agent's stream.
+    Refused because that stream moved, it must still fire (it was forgotten, and the offer
+    stayed pending for good, holding the agent's capacity: found by an audit)."""
+    from tests.unit.policies.helpers import compiled
+
+    policy = compiled([{"id": "everyone", "queue": "general", "offer_timeout_s": 0.3}])
+    store = StaleOnceStore(ev.OFFER_EXPIRED)
+    now = time.time()
+    for stream_id, type_, data in Log.events_of(
+            lambda log: (log.agent("a1", at_s=now), log.agent("a2", at_s=now), log.contact("c1"))):
+        await store.append(stream_id, [NewEvent(type_, data)], ANY)
+    router = RouterService(store, lambda: policy, RouterSettings(instance="test"), clock=time.time)
+    await router.start()
+    await router.on_elected()
+    try:
+        deadline = time.monotonic() + 5
+        types: list[str] = []
+        while time.monotonic() < deadline and types.count(ev.OFFER_MADE) < 2:
+            types = [e.type for e in await store.read_stream("contact-default:c1")]
+            await asyncio.sleep(0.05)
+        assert store.refused == 1 and router.decisions_stale >= 1
+        assert ev.OFFER_EXPIRED in types and types.count(ev.OFFER_MADE) == 2, types
+    finally:
+        await router.stop()
