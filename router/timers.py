@@ -43,6 +43,11 @@ def timers_for_contact(contact: ContactState) -> list[Timer]:
     cid = contact.contact_id
     if contact.callback_at_s is not None and not contact.callback_due and contact.agent_id is None:
         out.append(Timer(f"callback:{cid}", contact.callback_at_s, "callback", cid))
+    # A deadline runs from the placement whatever happens next: a complaint's follow-up is due
+    # in 48 h also (above all) when the call that raised it has ended.
+    for deadline in plan.deadlines:
+        if deadline.name not in contact.deadlines_done:
+            out.append(Timer(f"deadline:{cid}:{deadline.name}", deadline.due_s, "deadline", cid, deadline.name))
     if contact.status == DONE:
         return out
     if contact.offer is not None:
@@ -58,9 +63,6 @@ def timers_for_contact(contact: ContactState) -> list[Timer]:
         if not contact.sla_breached:
             out.append(Timer(f"sla:{cid}:{contact.wait_from_s}", contact.wait_from_s + plan.answer_within_s, "sla",
                              cid))
-    for deadline in plan.deadlines:
-        if deadline.name not in contact.deadlines_done:
-            out.append(Timer(f"deadline:{cid}:{deadline.name}", deadline.due_s, "deadline", cid, deadline.name))
     return out
 
 

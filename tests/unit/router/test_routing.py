@@ -155,6 +155,26 @@ def test_accept_assigns_and_complete_starts_wrap_up_then_frees() -> None:
     assert "a1" in log.state.available[Channel.PHONE]
 
 
+def test_a_complaints_follow_up_deadline_still_fires_after_the_call_ended() -> None:
+    """The 48-hour follow-up is due after the call (it was dropped once the contact was
+    completed, and the checker then reported it never marked: found by an audit)."""
+    log = Log()
+    log.agent("a1", skills={"complaints": 5})
+    placed(log, "c1", intent=Intent.COMPLAINT)
+    due_s = log.state.contacts["c1"].plan.deadlines[0].due_s
+    assert due_s == NOW + 48 * 3600
+    offers(log)
+    log.commit(accept(log.state, "a1", log.state.contacts["c1"].offer.offer_id, NOW + 3))
+    log.commit(complete(log.state, "a1", "c1", "resolved", NOW + 60))
+    contact = log.state.contacts["c1"]
+    assert contact.status == DONE
+    timers = [t for t in timers_for_contact(contact) if t.kind == "deadline"]
+    assert [(t.arg, t.due_s) for t in timers] == [("follow_up", due_s)]
+    (decision,) = fire(log.state, timers[0], due_s + 1, SETTINGS)
+    log.commit(decision)
+    assert [t for t in timers_for_contact(log.state.contacts["c1"]) if t.kind == "deadline"] == []
+
+
 @pytest.mark.parametrize("who,offer,now,code", [
     ("a2", "real", NOW + 1, "not_your_offer"),
     ("a1", "nope", NOW + 1, "offer_not_pending"),
