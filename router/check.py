@@ -128,6 +128,11 @@ class Checker:
             contact.deadlines.pop(data["name"], None)
         elif kind == ev.ESCALATION_APPLIED:
             self._kept_hard(contact_id, contact, data.get("requirements", []), event)
+            if data.get("answer_within_s") is not None:  # moved to a queue with another target: same wait
+                target = float(data["answer_within_s"])
+                if contact.sla_due_s is not None and contact.answer_within_s is not None:
+                    contact.sla_due_s += target - contact.answer_within_s
+                contact.answer_within_s = target
         elif kind == ev.OFFER_MADE:
             self.counts["offers"] += 1
             self.offers[data["offer_id"]] = (contact_id, float(data["expires_at_s"]))
@@ -140,6 +145,8 @@ class Checker:
             contact.assignee = None
             if kind == ev.CONTACT_REQUEUED:
                 contact.hard = [r for r in data.get("requirements", []) if r.get("hard") and r["kind"] != "agent"]
+                if data.get("answer_within_s") is not None:  # a transfer to a queue with its own target
+                    contact.answer_within_s = float(data["answer_within_s"])
                 if not data.get("same_wait"):  # a named agent's fallback goes on with the same wait
                     self._waits_again(contact, data)
         elif kind == ev.CALLBACK_DUE:

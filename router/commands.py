@@ -114,6 +114,9 @@ def _held_contact(state: RouterState, agent_id: str, contact_id: object) -> Cont
 
 
 def _wrapup_s(contact: ContactState) -> float:
+    """The wrap-up of the queue the contact is in now (a transfer may have moved it)."""
+    if contact.wrapup_s is not None:
+        return contact.wrapup_s
     return contact.plan.wrapup_s if contact.plan is not None else DEFAULT_WRAPUP_S
 
 
@@ -203,6 +206,9 @@ def transfer(state: RouterState, agent_id: str, contact_id: object, to_queue: ob
              "note": note[:1000] if isinstance(note, str) else ""}
     requeued = {**base, "queue_id": to_queue or contact.queue_id, "requirements": [r.to_json() for r in hard + target],
                 "reason": "transfer", "priority_boost": 100.0}
+    if to_queue and policy is not None:  # the new wait is held to that queue's SLA target
+        queue = policy.queues[str(to_queue)]
+        requeued.update(answer_within_s=queue.answer_within_s, wrapup_s=queue.wrapup_s)
     return Decision("transfer", (
         Part(contact.stream_id, contact.version, ((ev.CONTACT_TRANSFERRED, moved), (ev.CONTACT_REQUEUED, requeued))),
         Part(agent.stream_id, agent.version, _free(agent, contact, "transferred", now_s))),

@@ -9,7 +9,7 @@ CustomerAbandoned, ContactEnded, GatewayEventIgnored) and the router's:
 | ContactQueued | contact_id, queue_id, rule_id, policy_version, priority, requirements, plan (RoutingPlan.to_json()), queued_at_s |
 | ContactUnroutable | contact_id, reason (no rule matches, or no agent on the roster could ever serve it), details |
 | ContactUnservable | contact_id, gaps (why no agent on the roster could serve it): reported, it still waits |
-| ContactRequeued | contact_id, queue_id, requirements, priority, reason (overflow, transfer, relax, named_agent_fallback...), step; same_wait (true: the wait goes on with its SLA clock, e.g. a named agent did not take a transfer), detail |
+| ContactRequeued | contact_id, queue_id, requirements, priority, reason (overflow, transfer, relax, named_agent_fallback...), step; same_wait (true: the wait goes on with its SLA clock, e.g. a named agent did not take a transfer), detail; answer_within_s, wrapup_s (a transfer to another queue: that queue's SLA target for the new wait and its wrap-up) |
 | OfferMade | offer_id, contact_id, agent_id, channel, expires_at_s, offered_at_s, reasons, considered, epoch |
 | OfferAccepted | offer_id, contact_id, agent_id, at_s |
 | OfferRejected | offer_id, contact_id, agent_id, reason, at_s |
@@ -18,7 +18,7 @@ CustomerAbandoned, ContactEnded, GatewayEventIgnored) and the router's:
 | ContactAssigned | offer_id, contact_id, agent_id, channel, at_s, waited_s |
 | ContactTransferred | contact_id, from_agent, to_queue or to_agent, note, at_s |
 | ContactCompleted | contact_id, agent_id, disposition, at_s |
-| EscalationApplied | contact_id, step (index), action, params, at_s |
+| EscalationApplied | contact_id, step (index), action, params, queue_id, requirements, priority_delta, source, at_s; answer_within_s, wrapup_s (when it moves the contact to another queue: that queue's SLA target, counted from the start of the same wait, and its wrap-up) |
 | SlaTimerStarted | contact_id, queue_id, answer_within_s, due_at_s, at_s (with every ContactQueued: the deadline the SLA timer is armed for; a re-placement restates it under the new plan, from the first queueing) |
 | SlaBreached | contact_id, queue_id, answer_within_s, at_s |
 | CallbackScheduled | contact_id, callback_at_s, at_s |

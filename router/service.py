@@ -386,7 +386,7 @@ class RouterService:
         if not self.is_leader:
             return
         try:
-            for decision in fire(self.state, timer, self._clock(), self.settings.timers):
+            for decision in fire(self.state, timer, self._clock(), self.settings.timers, self._policy().queues):
                 if not await self.submit(decision):
                     # Stale: a stream it was decided on moved, often not the timer's own (an
                     # offer's expiry also writes the agent's stream, which a desk command may

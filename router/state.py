@@ -59,6 +59,10 @@ class ContactState:
     queue_id: str | None = None
     requirements: tuple[Requirement, ...] | None = None  # set by a transfer: replaces the plan's
     priority_boost: float = 0.0
+    # The current queue's SLA target and wrap-up when a transfer or an escalation moved the
+    # contact to another queue (None: the plan's queue's, see `answer_within_s`).
+    sla_target_s: float | None = None
+    wrapup_s: float | None = None
     steps_done: int = 0
     offer: Offer | None = None
     tried: set[str] = field(default_factory=set)
@@ -70,6 +74,21 @@ class ContactState:
     deadlines_done: set[str] = field(default_factory=set)
     end_reason: str | None = None
     last_event_id: UUID | None = None  # the causation of what the router decides next about it
+
+
+def answer_within_s(contact: ContactState) -> float:
+    """The SLA target of the queue the contact is in now (its plan's until it is moved)."""
+    if contact.sla_target_s is not None:
+        return contact.sla_target_s
+    return contact.plan.answer_within_s if contact.plan is not None else 0.0
+
+
+def _queue_targets(contact: ContactState, data: Data) -> None:
+    """A move to another queue states that queue's SLA target and wrap-up (older events did not)."""
+    if data.get("answer_within_s") is not None:
+        contact.sla_target_s = float(data["answer_within_s"])
+    if data.get("wrapup_s") is not None:
+        contact.wrapup_s = float(data["wrapup_s"])
 
 
 @dataclass(slots=True)
@@ -425,6 +444,7 @@ def _requeued(state: RouterState, contact: ContactState, data: Data) -> None:
 
     contact.queue_id = data["queue_id"]
     contact.requirements = tuple(requirement_from_json(r) for r in data["requirements"])
+    _queue_targets(contact, data)
     contact.priority_boost += float(data.get("priority_boost", 0.0))
     if data.get("same_wait"):  # a named agent did not take it: the same wait goes on, elsewhere
         return
@@ -446,6 +466,7 @@ def _unroutable(state: RouterState, contact: ContactState, data: Data) -> None:
 def _escalated(state: RouterState, contact: ContactState, data: Data) -> None:
     contact.steps_done = max(contact.steps_done, int(data["step"]) + 1)
     contact.queue_id = data.get("queue_id", contact.queue_id)  # an overflow or escalation moves it
+    _queue_targets(contact, data)
 
 
 def _sla_breached(state: RouterState, contact: ContactState, data: Data) -> None:
@@ -483,7 +504,7 @@ def _assigned(state: RouterState, contact: ContactState, data: Data) -> None:
     if contact.plan is not None and contact.queue_id is not None:
         waited_s = float(data["waited_s"])
         state.record(Outcome(float(data["at_s"]), contact.queue_id, True, waited_s,
-                             waited_s <= contact.plan.answer_within_s))
+                             waited_s <= answer_within_s(contact)))
 
 
 def _finished(state: RouterState, contact: ContactState, data: Data) -> None:

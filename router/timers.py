@@ -10,14 +10,16 @@ already) decides nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from policies.plan import StepAction
+from policies.timeline import QueueInfo
 from policies.vocabulary import Presence
 
 from . import events as ev
 from .decide import Decision, Part, merge
-from .state import DONE, OFFERED, WAITING, AgentState, ContactState, RouterState
+from .state import DONE, OFFERED, WAITING, AgentState, ContactState, RouterState, answer_within_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +63,8 @@ def timers_for_contact(contact: ContactState) -> list[Timer]:
             out.append(Timer(f"escalate:{cid}:{contact.steps_done}", contact.queued_at_s + step.after_s,
                              "escalate", cid, str(contact.steps_done)))
         if not contact.sla_breached:
-            out.append(Timer(f"sla:{cid}:{contact.wait_from_s}", contact.wait_from_s + plan.answer_within_s, "sla",
-                             cid))
+            out.append(Timer(f"sla:{cid}:{contact.wait_from_s}", contact.wait_from_s + answer_within_s(contact),
+                             "sla", cid))
     return out
 
 
@@ -77,8 +79,13 @@ def timers_for_agent(agent: AgentState, settings: TimerSettings) -> list[Timer]:
     return out
 
 
-def fire(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings) -> list[Decision]:
-    """What a timer that fires now decides, after re-checking the state ([] when stale)."""
+def fire(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings,
+         queues: Mapping[str, QueueInfo] | None = None) -> list[Decision]:
+    """What a timer that fires now decides, after re-checking the state ([] when stale).
+    `queues`: the active policy's, for the SLA target and wrap-up of a queue an escalation
+    moves the contact to (without them, the contact keeps its plan's)."""
+    if timer.kind == "escalate":
+        return _escalate(state, timer, now_s, queues or {})
     handler = _FIRE[timer.kind]
     return handler(state, timer, now_s, settings)
 
@@ -97,7 +104,7 @@ def _offer_expiry(state: RouterState, timer: Timer, now_s: float, settings: Time
     return [merge("offer_expiry", decisions)]
 
 
-def _escalate(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings) -> list[Decision]:
+def _escalate(state: RouterState, timer: Timer, now_s: float, queues: Mapping[str, QueueInfo]) -> list[Decision]:
     contact = state.contacts.get(timer.ref)
     index = int(timer.arg)
     if contact is None or contact.plan is None or contact.status not in (WAITING, OFFERED) \
@@ -111,6 +118,9 @@ def _escalate(state: RouterState, timer: Timer, now_s: float, settings: TimerSet
         "queue_id": step.queue, "requirements": [r.to_json() for r in step.requirements],
         "priority_delta": step.priority_delta, "source": step.source, "at_s": now_s,
     }
+    queue = queues.get(step.queue) if step.queue else None
+    if queue is not None and step.queue != contact.queue_id:  # its SLA clock runs on against that queue's target
+        data.update(answer_within_s=queue.answer_within_s, wrapup_s=queue.wrapup_s)
     events: list[tuple[str, dict[str, Any]]] = [(ev.ESCALATION_APPLIED, data)]
     if step.action is StepAction.OFFER_CALLBACK and step.params.get("callback_at_s") is not None:
         events.append((ev.CALLBACK_SCHEDULED, {"contact_id": contact.contact_id,
@@ -121,12 +131,12 @@ def _escalate(state: RouterState, timer: Timer, now_s: float, settings: TimerSet
 def _sla(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings) -> list[Decision]:
     contact = state.contacts.get(timer.ref)
     if contact is None or contact.plan is None or contact.status not in (WAITING, OFFERED) or contact.sla_breached \
-            or now_s < contact.wait_from_s + contact.plan.answer_within_s:
+            or now_s < contact.wait_from_s + answer_within_s(contact):
         return []
     from .commands import named_agent_fallback
 
     data = {"contact_id": contact.contact_id, "queue_id": contact.queue_id,
-            "answer_within_s": contact.plan.answer_within_s, "at_s": now_s}
+            "answer_within_s": answer_within_s(contact), "at_s": now_s}
     events: tuple[tuple[str, dict[str, Any]], ...] = ((ev.SLA_BREACHED, data),)
     fallback = named_agent_fallback(contact, "the named agent did not answer within the SLA target", now_s)
     if fallback is not None:  # and any offer to that agent stays open: should it be accepted, fine
@@ -185,7 +195,6 @@ def _set_presence(agent: AgentState, presence: Presence, reason: str, now_s: flo
 
 _FIRE = {
     "offer_expiry": _offer_expiry,
-    "escalate": _escalate,
     "sla": _sla,
     "deadline": _deadline,
     "callback": _callback,

@@ -126,6 +126,21 @@ def test_a_wait_past_its_sla_without_a_breach_mark_is_caught_by_the_logs_clock()
     assert any("waited past its SLA" in v for v in went_on["violations"]), went_on
 
 
+def test_a_move_to_another_queue_is_judged_by_that_queues_sla_target() -> None:
+    later = [("agent-default:a2", ev.AGENT_STATE_CHANGED, {"state": "away"})]
+    # A transfer to a queue answering within 120 s (the plan's 20 s): 50 s into the new wait is fine.
+    moved = [(C, ev.CONTACT_TRANSFERRED, {}),
+             (C, ev.CONTACT_REQUEUED, {"at_s": NOW + 150, "requirements": [], "answer_within_s": 120.0})]
+    base = AGENT + arrive() + offer("o1", "a1") + assign("o1", "a1") + moved + later
+    assert run(base, now_s=NOW + 3600, log_ends_s=NOW + 200)["ok"]
+    assert not run(base, now_s=NOW + 3600, log_ends_s=NOW + 400)["ok"]  # due NOW + 270, and a minute's grace
+    # An overflow to a queue answering within 60 s: the same wait, from the first queueing.
+    overflow = [(C, ev.ESCALATION_APPLIED, {"requirements": HARD_PLAN["requirements"], "answer_within_s": 60.0})]
+    assert run(AGENT + arrive() + overflow + later, now_s=NOW + 3600, log_ends_s=NOW + 110)["ok"]
+    late = run(AGENT + arrive() + overflow + later, now_s=NOW + 3600, log_ends_s=NOW + 200)
+    assert any("waited past its SLA" in v for v in late["violations"]), late
+
+
 def test_a_follow_up_deadline_never_marked_is_caught() -> None:
     plan = {**HARD_PLAN, "deadlines": {"follow_up": NOW + 100}}
     events = [*AGENT, (C, ev.CONTACT_ARRIVED, {"channel": "phone"}),

@@ -294,6 +294,44 @@ def test_a_transferred_contact_waits_afresh_for_the_sla_and_the_figures() -> Non
     assert [(o.waited_s, o.within_sla) for o in answered] == [(2.0, True), (5.0, True)]
 
 
+def test_a_contact_transferred_to_another_queue_is_held_to_that_queues_sla_and_wrap_up() -> None:
+    """complaints answers within 30 s, the expert team within 120 s with 300 s of wrap-up: the
+    new wait is that queue's (it breached at 30 s and counted as missed: found by an audit)."""
+    log = Log()
+    log.agent("a1", skills={"complaints": 5, "senior": 3}, at_s=NOW - 100)
+    log.agent("a2", skills={"complaints": 5}, available=False)
+    placed(log, "c1", intent=Intent.COMPLAINT)
+    offers(log)
+    log.commit(accept(log.state, "a1", log.state.contacts["c1"].offer.offer_id, NOW + 2))
+    contact = log.state.contacts["c1"]
+    assert (contact.queue_id, contact.plan.answer_within_s) == ("complaints", 30)
+    log.commit(transfer(log.state, "a1", "c1", "complaints_expert", None, "for the experts", NOW + 100,
+                        policy=POLICY))
+    [sla] = [t for t in timers_for_contact(contact) if t.kind == "sla"]
+    assert sla.due_s == NOW + 100 + 120
+    assert fire(log.state, sla, NOW + 131, SETTINGS) == []  # past 30 s, within 120 s: no breach
+    log.add("agent-default:a2", ev.AGENT_STATE_CHANGED, {"agent_id": "a2", "state": "available", "at_s": NOW + 140})
+    assert offers(log, NOW + 150) == {"c1": "a2"}
+    log.commit(accept(log.state, "a2", contact.offer.offer_id, NOW + 160))
+    answered = [(o.queue_id, o.waited_s, o.within_sla) for o in log.state.outcomes if o.answered]
+    assert answered == [("complaints", 2.0, True), ("complaints_expert", 60.0, True)]
+    log.commit(complete(log.state, "a2", "c1", "resolved", NOW + 200))
+    assert log.state.agents["a2"].wrapup_until_s == NOW + 200 + 300
+
+
+def test_an_escalation_to_another_queue_moves_the_sla_target_within_the_same_wait() -> None:
+    log = Log()
+    log.agent("a1", skills={"complaints": 3}, available=False)
+    placed(log, "c1", intent=Intent.COMPLAINT)
+    contact = log.state.contacts["c1"]
+    [step] = [t for t in timers_for_contact(contact) if t.kind == "escalate"]
+    (decision,) = fire(log.state, step, step.due_s, SETTINGS, POLICY.queues)
+    log.commit(decision)
+    assert (contact.queue_id, contact.sla_target_s, contact.wrapup_s) == ("complaints_supervisor", 60, 180)
+    [sla] = [t for t in timers_for_contact(contact) if t.kind == "sla"]
+    assert sla.due_s == contact.wait_from_s + 60  # the same wait, the new queue's target
+
+
 def test_a_customer_who_leaves_on_a_second_wait_waited_only_that_long() -> None:
     log = Log()
     log.agent("a1", skills={"fraud": 4}, at_s=NOW - 100)
