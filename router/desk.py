@@ -38,7 +38,7 @@ def iso(at_s: float) -> str:
 def contact_summary(contact: ContactState, now_s: float) -> dict[str, Any]:
     facts = contact.facts
     summary: dict[str, Any] = {"id": contact.contact_id, "queue": contact.queue_id,
-                               "seconds_waited": round(max(0.0, now_s - contact.queued_at_s), 1)}
+                               "seconds_waited": round(max(0.0, now_s - contact.wait_from_s), 1)}  # this wait
     if facts is not None:
         summary.update({
             "channel": facts.channel.value, "segment": facts.segment.value, "language": facts.language,

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from policies.engine import CompiledPolicy
 from policies.vocabulary import Presence
 
-from .state import ASSIGNED, BUCKET_S, OFFERED, WAITING, AgentState, Outcome, RouterState, Tally
+from .state import ASSIGNED, BUCKET_S, OFFERED, WAITING, AgentState, Outcome, RouterState, Tally, answer_within_s
 
 WINDOW_S = 15 * 60
 
@@ -70,28 +70,42 @@ def queue_figures(state: RouterState, policy: CompiledPolicy, now_s: float, zone
             recent.setdefault(outcome.queue_id, []).append(outcome)
     waiting: dict[str, list[float]] = {}
     assigned: dict[str, int] = {}
+    targets: dict[str, float] = {}  # what contacts in a queue are held to (for queues the policy dropped)
     for contact in state.contacts.values():
         if contact.queue_id is None:
             continue
+        if contact.plan is not None:
+            targets.setdefault(contact.queue_id, answer_within_s(contact))
         if contact.status in (WAITING, OFFERED):
             waiting.setdefault(contact.queue_id, []).append(now_s - contact.wait_from_s)
         elif contact.status == ASSIGNED:
             assigned[contact.queue_id] = assigned.get(contact.queue_id, 0) + 1
-    figures = []
-    for queue_id, info in policy.queues.items():
+
+    def entry(queue_id: str, name: str, sla: dict[str, Any], agents: dict[str, int], retired: bool) -> dict[str, Any]:
         waits = waiting.get(queue_id, [])
-        agents: dict[str, int] = {"available": 0, "busy": 0, "away": 0, "offline": 0}
-        for agent in state.agents.values():
-            if _serves(agent, policy, queue_id):
-                agents[_agent_bucket(agent)] += 1
-        figures.append({
-            "queue": queue_id, "name": info.name,
-            "sla": {"answer_within_s": info.answer_within_s, "target_pct": info.target_pct},
+        return {
+            "queue": queue_id, "name": name, "sla": sla,
             "waiting": len(waits), "longest_wait_s": round(max(waits), 1) if waits else 0.0,
             "in_progress": assigned.get(queue_id, 0), "agents": agents,
             "last_15_min": window_json(window(recent.get(queue_id, ()))),
             "today": window_json(today.get(queue_id, Tally())),
-        })
+            "retired": retired,
+        }
+
+    figures = []
+    for queue_id, info in policy.queues.items():
+        agents: dict[str, int] = {"available": 0, "busy": 0, "away": 0, "offline": 0}
+        for agent in state.agents.values():
+            if _serves(agent, policy, queue_id):
+                agents[_agent_bucket(agent)] += 1
+        figures.append(entry(queue_id, info.name, {"answer_within_s": info.answer_within_s,
+                                                   "target_pct": info.target_pct}, agents, False))
+    # A queue a newer policy version dropped or renamed still holds the contacts placed in it
+    # before (they are routed on their plans): they must not vanish from the figures.
+    for queue_id in sorted((set(waiting) | set(assigned) | set(today) | set(recent)) - set(policy.queues)):
+        figures.append(entry(queue_id, f"{queue_id} (not in the active policy)",
+                             {"answer_within_s": targets.get(queue_id), "target_pct": None},
+                             {"available": 0, "busy": 0, "away": 0, "offline": 0}, True))
     return figures
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -69,3 +70,24 @@ def test_an_agent_whose_desk_dropped_is_not_counted_available_in_its_grace() -> 
     counted = [q["agents"] for q in queue_figures(log.state, POLICY, NOW, SHANGHAI)
                if q["agents"]["available"] or q["agents"]["away"]]
     assert counted and all(agents["available"] == 1 and agents["away"] == 1 for agents in counted)
+
+
+def test_contacts_in_a_queue_the_active_policy_dropped_still_count() -> None:
+    """A new policy version without the queue: its waiting contacts are still waiting (they
+    vanished from the figures and totals: found by an audit)."""
+    from router.decide import place
+    from router.figures import summary
+    from policies.vocabulary import Intent
+
+    log = Log()
+    for contact_id in ("c1", "c2"):
+        log.contact(contact_id, intent=Intent.LOAN)
+        log.commit(place(log.state, log.state.contacts[contact_id], POLICY, NOW - 30))
+    queue_id = log.state.contacts["c1"].queue_id
+    without = replace(POLICY, queues={k: v for k, v in POLICY.queues.items() if k != queue_id})
+    figures = queue_figures(log.state, without, NOW, SHANGHAI)
+    [retired] = [q for q in figures if q["queue"] == queue_id]
+    assert (retired["waiting"], retired["retired"], retired["longest_wait_s"]) == (2, True, 30.0)
+    assert retired["sla"]["answer_within_s"] == POLICY.queues[queue_id].answer_within_s
+    assert summary(figures)["waiting"] == 2
+    assert all(not q["retired"] for q in figures if q["queue"] != queue_id)

@@ -8,6 +8,7 @@ from policies.vocabulary import Channel, Intent, Need, Presence
 from router import events as ev
 from router.commands import CommandError, accept, complete, reactions, reject, set_presence, transfer, wrapup_done
 from router.decide import next_offers, offered, place
+from router.desk import contact_summary
 from router.state import ASSIGNED, DONE, OFFERED, WAITING
 from router.timers import TimerSettings, fire, timers_for_agent, timers_for_contact
 from tests.unit.router.builders import NOW, POLICY, Log
@@ -309,6 +310,7 @@ def test_a_contact_transferred_to_another_queue_is_held_to_that_queues_sla_and_w
                         policy=POLICY))
     [sla] = [t for t in timers_for_contact(contact) if t.kind == "sla"]
     assert sla.due_s == NOW + 100 + 120
+    assert contact_summary(contact, NOW + 105)["seconds_waited"] == 5.0  # this wait, not the talk before
     assert fire(log.state, sla, NOW + 131, SETTINGS) == []  # past 30 s, within 120 s: no breach
     log.add("agent-default:a2", ev.AGENT_STATE_CHANGED, {"agent_id": "a2", "state": "available", "at_s": NOW + 140})
     assert offers(log, NOW + 150) == {"c1": "a2"}
