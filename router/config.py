@@ -7,7 +7,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, ItemsView, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,6 +176,10 @@ class GatewaySecrets(Mapping[str, tuple[str, ...]]):
         self._refresh()
         return iter(dict(self._current))
 
+    def items(self) -> ItemsView[str, tuple[str, ...]]:
+        self._refresh()
+        return dict(self._current).items()  # one version of the file, even if it changes meanwhile
+
     def __len__(self) -> int:
         self._refresh()
         return len(self._current)
@@ -187,7 +191,7 @@ def parse_gateway_secrets(raw: object) -> dict[str, tuple[str, ...]]:
         raise ValueError("gateway secrets must be a JSON object of gateway -> secret")
     out: dict[str, tuple[str, ...]] = {}
     for gateway, value in raw.items():
-        values = (value,) if isinstance(value, str) else tuple(value)
+        values = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, list) else ()
         if gateway not in GATEWAYS or not values or not all(isinstance(v, str) and len(v) >= 16 for v in values):
             raise ValueError(f"gateway secrets: {gateway!r} needs one or more secrets of 16+ characters")
         out[gateway] = values

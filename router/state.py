@@ -431,6 +431,7 @@ def _queued(state: RouterState, contact: ContactState, data: Data) -> None:
     contact.queued_at_s = float(data["queued_at_s"])
     contact.wait_from_s = contact.queued_at_s
     contact.requirements = None
+    contact.sla_target_s = contact.wrapup_s = None  # placed again: the new plan's queue's, not a moved-to one's
     contact.steps_done = 0
     contact.replan = False
     if contact.plan.callback_at_s is not None and contact.callback_at_s is None:  # e.g. after hours

@@ -118,6 +118,9 @@ def test_gateway_secrets_follow_their_file_without_a_restart(tmp_path: Path,
     _write(path, '{"phone": "short"}')  # parsed but invalid: refused the same way
     clock.now += 1.0
     assert secrets.get("phone") == ("phone-new-secret-0123456789", "phone-old-secret-0123456789")
+    _write(path, '{"phone": null, "app": 12345}')  # not even text: the same
+    clock.now += 1.0
+    assert secrets.get("phone") == ("phone-new-secret-0123456789", "phone-old-secret-0123456789")
     path.unlink()
     clock.now += 1.0
     assert secrets.get("app") == ("app-secret-0123456789abc",)

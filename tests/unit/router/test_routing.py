@@ -334,6 +334,23 @@ def test_an_escalation_to_another_queue_moves_the_sla_target_within_the_same_wai
     assert sla.due_s == contact.wait_from_s + 60  # the same wait, the new queue's target
 
 
+def test_a_contact_placed_again_is_held_to_its_new_queue_not_to_one_it_was_moved_to() -> None:
+    """Escalated to the supervisors (60 s), then the IVR says it is a loan: placed again in the
+    loans queue, whose target and wrap-up apply (the supervisors' stayed: found by a review)."""
+    log = Log()
+    log.agent("a1", skills={"complaints": 3}, available=False)
+    placed(log, "c1", intent=Intent.COMPLAINT)
+    contact = log.state.contacts["c1"]
+    [step] = [t for t in timers_for_contact(contact) if t.kind == "escalate"]
+    log.commit(fire(log.state, step, step.due_s, SETTINGS, POLICY.queues)[0])
+    assert contact.sla_target_s == 60
+    log.add(contact.stream_id, ev.CONTACT_INTENT_CHANGED, {"contact_id": "c1", "intent": "loan"})
+    log.commit(place(log.state, contact, POLICY, step.due_s + 1))
+    assert contact.queue_id == "loans" and contact.sla_target_s is None and contact.wrapup_s is None
+    [sla] = [t for t in timers_for_contact(contact) if t.kind == "sla"]
+    assert sla.due_s == contact.wait_from_s + contact.plan.answer_within_s
+
+
 def test_a_customer_who_leaves_on_a_second_wait_waited_only_that_long() -> None:
     log = Log()
     log.agent("a1", skills={"fraud": 4}, at_s=NOW - 100)
