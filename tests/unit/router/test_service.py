@@ -135,13 +135,12 @@ async def test_another_routing_domains_events_are_not_this_routers() -> None:
         await router.stop()
 
 
-async def test_an_offer_nobody_answers_expires_on_the_clock_and_goes_to_the_next_agent() -> None:
-    """Through the real scheduler (not by calling `fire`): the offer's timer belongs to its
-    contact, and it must fire at the offer's expiry."""
+async def offers_until_two_made(store: MemoryEventStore) -> tuple[RouterService, list[tuple[str, Any]]]:
+    """Agents a1 and a2 free, contact c1 waiting, offers expiring after 0.3 s, through the real
+    scheduler: lead until c1's stream shows two offers (or 5 s), then stop; c1's (type, agent_id)."""
     from tests.unit.policies.helpers import compiled
 
     policy = compiled([{"id": "everyone", "queue": "general", "offer_timeout_s": 0.3}])
-    store = MemoryEventStore()
     now = time.time()
     for stream_id, type_, data in Log.events_of(
             lambda log: (log.agent("a1", at_s=now), log.agent("a2", at_s=now), log.contact("c1"))):
@@ -151,16 +150,22 @@ async def test_an_offer_nobody_answers_expires_on_the_clock_and_goes_to_the_next
     await router.on_elected()
     try:
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
+        types: list[tuple[str, Any]] = []
+        while time.monotonic() < deadline and [t for t, _ in types].count(ev.OFFER_MADE) < 2:
             types = [(e.type, e.data.get("agent_id")) for e in await store.read_stream("contact-default:c1")]
-            if [t for t, _ in types].count(ev.OFFER_MADE) == 2:
-                break
             await asyncio.sleep(0.05)
-        offered = [agent for t, agent in types if t == ev.OFFER_MADE]
-        assert ev.OFFER_EXPIRED in [t for t, _ in types], types
-        assert len(offered) == 2 and set(offered) == {"a1", "a2"}, types  # then the other agent
     finally:
         await router.stop()
+    return router, types
+
+
+async def test_an_offer_nobody_answers_expires_on_the_clock_and_goes_to_the_next_agent() -> None:
+    """Through the real scheduler (not by calling `fire`): the offer's timer belongs to its
+    contact, and it must fire at the offer's expiry."""
+    _, types = await offers_until_two_made(MemoryEventStore())
+    offered = [agent for t, agent in types if t == ev.OFFER_MADE]
+    assert ev.OFFER_EXPIRED in [t for t, _ in types], types
+    assert len(offered) == 2 and set(offered) == {"a1", "a2"}, types  # then the other agent
 
 
 class StaleOnceStore(MemoryEventStore):
@@ -185,24 +190,8 @@ async def test_an_offer_expiry_refused_as_stale_is_tried_again() -> None:
     """The expiry timer belongs to the contact; its decision also writes the agent's stream.
     Refused because that stream moved, it must still fire (it was forgotten, and the offer
     stayed pending for good, holding the agent's capacity: found by an audit)."""
-    from tests.unit.policies.helpers import compiled
-
-    policy = compiled([{"id": "everyone", "queue": "general", "offer_timeout_s": 0.3}])
     store = StaleOnceStore(ev.OFFER_EXPIRED)
-    now = time.time()
-    for stream_id, type_, data in Log.events_of(
-            lambda log: (log.agent("a1", at_s=now), log.agent("a2", at_s=now), log.contact("c1"))):
-        await store.append(stream_id, [NewEvent(type_, data)], ANY)
-    router = RouterService(store, lambda: policy, RouterSettings(instance="test"), clock=time.time)
-    await router.start()
-    await router.on_elected()
-    try:
-        deadline = time.monotonic() + 5
-        types: list[str] = []
-        while time.monotonic() < deadline and types.count(ev.OFFER_MADE) < 2:
-            types = [e.type for e in await store.read_stream("contact-default:c1")]
-            await asyncio.sleep(0.05)
-        assert store.refused == 1 and router.decisions_stale >= 1
-        assert ev.OFFER_EXPIRED in types and types.count(ev.OFFER_MADE) == 2, types
-    finally:
-        await router.stop()
+    router, types = await offers_until_two_made(store)
+    kinds = [t for t, _ in types]
+    assert store.refused == 1 and router.decisions_stale >= 1
+    assert ev.OFFER_EXPIRED in kinds and kinds.count(ev.OFFER_MADE) == 2, types
