@@ -200,15 +200,26 @@ def _jsonl_lines(text: str) -> Iterator[_Line]:
             yield number, line.rstrip("\r").encode()
 
 
+# The csv module refuses a cell over 128 KiB by default, raising out of the whole parse; a
+# cell is never longer than the body, and a long one is refused as a value, line by line.
+_CSV_CELL_LIMIT: Final = 64 * 1024 * 1024
+
+
 def _csv_lines(text: str) -> Iterator[_Line]:
+    if csv.field_size_limit() < _CSV_CELL_LIMIT:
+        csv.field_size_limit(_CSV_CELL_LIMIT)
     reader = csv.DictReader(io.StringIO(text, newline=""), restkey="\x00extra")
-    header_problem = _check_header(reader.fieldnames)
-    if header_problem is not None:
-        yield 1, header_problem
-        return
-    for row in reader:
-        if any(value and value.strip() for value in _cells(row)):
-            yield reader.line_num, _csv_row(reader.line_num, row)
+    try:
+        header_problem = _check_header(reader.fieldnames)
+        if header_problem is not None:
+            yield 1, header_problem
+            return
+        for row in reader:
+            if any(value and value.strip() for value in _cells(row)):
+                yield reader.line_num, _csv_row(reader.line_num, row)
+    except csv.Error as exc:  # the reader cannot go on past this: say where it stopped
+        yield max(reader.line_num, 1), RejectedLine(max(reader.line_num, 1), None,
+                                                    f"unreadable CSV from here on ({exc}); no later line was read")
 
 
 def _check_header(fieldnames: Sequence[str] | None) -> RejectedLine | None:

@@ -11,7 +11,17 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated, Final
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 
 # A gateway's own event id: opaque to us, but bounded and printable.
 EventId = Annotated[
@@ -51,8 +61,23 @@ def _plausible(moment: datetime) -> datetime:
     return moment
 
 
+_RFC3339_START: Final = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _rfc3339_text(value: object, parse: ValidatorFunctionWrapHandler) -> object:
+    # pydantic would also take a number, or a text of digits, as unix seconds: a gateway
+    # sending those sends something else than it thinks (the contract says RFC 3339). The
+    # text is then parsed in lax mode (`Strict(False)`): strict mode takes only datetime
+    # objects from Python, and a wrap validator's input counts as Python.
+    if not isinstance(value, str) or not _RFC3339_START.match(value):
+        raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-11-23T09:30:00+08:00")
+    return parse(value)
+
+
 OccurredAt = Annotated[
     AwareDatetime,
+    Strict(False),
+    WrapValidator(_rfc3339_text),
     AfterValidator(_plausible),
     Field(description="When it happened at the gateway, RFC 3339 with an offset, in the years 2000 to 2099."),
 ]

@@ -6,6 +6,7 @@ from .errors import (
     EventStoreError,
     EventTooLargeError,
     InvalidAppendError,
+    InvalidArgumentError,
     StoreClosedError,
     StoreUnavailableError,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Expected",
     "ExpectedVersion",
     "InvalidAppendError",
+    "InvalidArgumentError",
     "LogCursor",
     "MemoryEventStore",
     "NewEvent",

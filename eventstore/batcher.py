@@ -5,7 +5,19 @@ When no batch is in flight, an append goes out at once (no added latency when th
 system is quiet); while batches are in flight, new appends accumulate and the next
 batch may linger up to `linger_s` for more. Batches are bounded in events, and at
 most `max_inflight` run at once. Every append keeps its own future, so one
-caller's error never fails another caller.
+caller's error never fails another caller. A submitted item is written even if its
+caller stops waiting (is cancelled): like a caller whose connection dropped, it does not
+learn the outcome, and submitting the same item again (same event ids) is how to learn it.
+Code that records something on its way out (a desk closing, cancelled with its
+connection) relies on this.
+
+Keys keep items that must not share a transaction apart, like a reader-writer lock:
+an item names the keys it writes and the keys it only reads. Two writers of a key
+never share a batch, nor does a reader behind a writer of its key (it would read the
+key as it was before the batch, not after the write it queued behind); a writer
+behind readers may join them (they read first, as they came first). An item that
+must wait also holds back every later item sharing a key with it, so items on one
+key always go in the order they came.
 """
 
 from __future__ import annotations
@@ -32,6 +44,8 @@ class Pending(Generic[T, R]):
 
 
 Flush = Callable[[Sequence[Pending[T, R]]], Awaitable[None]]
+# The keys an item writes, and the keys it only reads.
+Keys = tuple[Iterable[Hashable], Iterable[Hashable]]
 
 
 class GroupCommitter(Generic[T, R]):
@@ -42,7 +56,7 @@ class GroupCommitter(Generic[T, R]):
         max_batch_events: int = 2000,
         max_inflight: int = 2,
         linger_s: float = 0.001,
-        keys: Callable[[T], Iterable[Hashable]] | None = None,
+        keys: Callable[[T], Keys] | None = None,
     ) -> None:
         self._flush = flush
         self._keys = keys
@@ -91,10 +105,12 @@ class GroupCommitter(Generic[T, R]):
             task.add_done_callback(self._inflight.discard)
 
     def _take_batch(self) -> list[Pending[T, R]]:
-        """Take queued items in order, up to the size bound; an item sharing a key with the
-        batch waits (in order) for a later batch, and the scan for others is bounded."""
+        """Take queued items in order, up to the size bound; an item whose keys clash with
+        the batch (see the module's docstring) waits, in order, for a later batch, and the
+        scan for others is bounded."""
         batch: list[Pending[T, R]] = []
-        keys: set[Hashable] = set()
+        written: set[Hashable] = set()  # keys the batch writes
+        held: set[Hashable] = set()  # keys of items left waiting: later items on them wait too
         waiting: list[Pending[T, R]] = []
         total = 0
         while self._queue and len(waiting) < self._max_batch_events:
@@ -102,11 +118,14 @@ class GroupCommitter(Generic[T, R]):
             if batch and total + pending.size > self._max_batch_events:
                 break
             self._queue.popleft()
-            item_keys = set(self._keys(pending.item)) if self._keys is not None else set()
-            if item_keys & keys:
-                waiting.append(pending)
-                continue
-            keys |= item_keys
+            if self._keys is not None:
+                writes, reads = self._keys(pending.item)
+                touched = {*writes, *reads}
+                if not touched.isdisjoint(written) or (held and not touched.isdisjoint(held)):
+                    waiting.append(pending)
+                    held |= touched
+                    continue
+                written.update(writes)
             batch.append(pending)
             total += pending.size
         self._queue.extendleft(reversed(waiting))

@@ -19,14 +19,21 @@ class EventStoreError(Exception):
         self.message = message
 
 
-class InvalidAppendError(EventStoreError):
-    """The append was malformed; nothing was stored. `field` names the offending part."""
+class InvalidArgumentError(EventStoreError):
+    """A call's argument is out of range or of the wrong kind; nothing was read or changed.
+    `field` names the argument."""
 
-    code = "invalid_event"
+    code = "invalid_argument"
 
     def __init__(self, message: str, *, field: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class InvalidAppendError(InvalidArgumentError):
+    """The append was malformed; nothing was stored. `field` names the offending part."""
+
+    code = "invalid_event"
 
 
 class EventTooLargeError(InvalidAppendError):

@@ -26,6 +26,9 @@ from .model import (
     PreparedEvent,
     RecordedEvent,
     StreamAppend,
+    check_cursor,
+    check_from_version,
+    check_limit,
     parse_stream_id,
     prepare_append,
     prepare_group,
@@ -37,7 +40,8 @@ class MemoryEventStore:
         self._max_event_bytes = max_event_bytes
         self._log: list[RecordedEvent] = []
         self._streams: dict[str, list[RecordedEvent]] = {}
-        self._ids: dict[uuid.UUID, StoredId] = {}
+        # Event ids are unique per routing domain, as in PostgreSQL.
+        self._ids: dict[tuple[str, uuid.UUID], StoredId] = {}
         self._checkpoints: dict[str, LogCursor] = {}
         self._snapshots: dict[str, Snapshot] = {}
         self._appended = Wakeup()
@@ -56,7 +60,9 @@ class MemoryEventStore:
 
     def _commit(self, group: Sequence[PreparedAppend]) -> list[AppendResult]:
         versions = {a.stream.stream_id: len(self._streams.get(a.stream.stream_id, [])) for a in group}
-        outcome = decide_group(group, versions, self._ids)
+        stored = {e.event_id: hit for a in group for e in a.events
+                  if (hit := self._ids.get((a.stream.domain, e.event_id))) is not None}
+        outcome = decide_group(group, versions, stored)
         if isinstance(outcome, (ConcurrencyError, DuplicateEventError)):
             raise outcome
         tx_id = len(self._log) + 1  # one transaction for the whole group
@@ -65,6 +71,7 @@ class MemoryEventStore:
 
     def _write(self, stream_id: str, events: Sequence[PreparedEvent], write: Write, tx_id: int) -> AppendResult:
         now = datetime.now(timezone.utc)
+        domain = parse_stream_id(stream_id).domain
         stream = self._streams.setdefault(stream_id, [])
         recorded = []
         for offset, event in enumerate(events):
@@ -81,7 +88,7 @@ class MemoryEventStore:
             )
             self._log.append(rec)
             stream.append(rec)
-            self._ids[rec.event_id] = StoredId(stream_id, rec.version, rec.position)
+            self._ids[(domain, rec.event_id)] = StoredId(stream_id, rec.version, rec.position)
             recorded.append(rec)
         self._appended.wake()
         return AppendResult(stream_id, tuple(r.version for r in recorded), tuple(r.position for r in recorded))
@@ -91,7 +98,9 @@ class MemoryEventStore:
     ) -> list[RecordedEvent]:
         self._check_open()
         parse_stream_id(stream_id)
-        events = self._streams.get(stream_id, [])[max(from_version, 1) - 1 :]
+        first = check_from_version(from_version)
+        check_limit(limit, optional=True)
+        events = self._streams.get(stream_id, [])[max(first, 1) - 1 :]
         return events[:limit] if limit is not None else list(events)
 
     async def stream_version(self, stream_id: str) -> int:
@@ -102,6 +111,10 @@ class MemoryEventStore:
         self, after: LogCursor, limit: int = 1000, category: str | None = None
     ) -> list[RecordedEvent]:
         self._check_open()
+        check_cursor(after)
+        check_limit(limit)
+        if limit == 0:
+            return []
         # Positions are dense and equal to list index + 1 here, so a cursor is an index.
         start = after.position
         selected = (e for e in self._log[start:] if category is None or e.category == category)
@@ -129,7 +142,7 @@ class MemoryEventStore:
         return self._checkpoints.get(name, LogCursor())
 
     async def save_checkpoint(self, name: str, cursor: LogCursor) -> None:
-        self._checkpoints[name] = cursor
+        self._checkpoints[name] = check_cursor(cursor, "cursor")
 
     async def load_snapshot(self, name: str) -> Snapshot | None:
         return self._snapshots.get(name)

@@ -27,7 +27,7 @@ import logging
 import random
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -39,6 +39,7 @@ from .batcher import GroupCommitter, Pending
 from .errors import ConcurrencyError, DuplicateEventError, StoreUnavailableError
 from .model import (
     DEFAULT_MAX_EVENT_BYTES,
+    MAX_VERSION,
     AppendResult,
     Expected,
     ExpectedVersion,
@@ -48,6 +49,9 @@ from .model import (
     PreparedAppend,
     RecordedEvent,
     StreamAppend,
+    check_cursor,
+    check_from_version,
+    check_limit,
     parse_stream_id,
     prepare_append,
     prepare_group,
@@ -177,11 +181,7 @@ class PostgresEventStore:
         self._settings = settings
         self._committer: GroupCommitter[Group, list[AppendResult]] = GroupCommitter(
             self._flush,
-            # One writing append per stream per batch. Version-only checks (e.g. the leader
-            # epoch every routing decision asserts) do not count: they take a shared lock and
-            # read the version before anything in the call writes, so any number may share a
-            # batch. Counting them allowed one routing decision per batch.
-            keys=lambda group: [a.stream.stream_id for a in group if a.events],
+            keys=_batch_keys,
             max_batch_events=settings.max_batch_events,
             max_inflight=settings.max_inflight_batches,
             linger_s=settings.linger_s,
@@ -226,11 +226,11 @@ class PostgresEventStore:
             # NOTIFY, a round trip later, is for the other processes). Waking a subscriber
             # early is always safe: it only reads.
             self._listener.wake()
-        except _UniqueViolationAgain:
-            # The batch collides with itself: two of its appends carry the same event id (to
-            # two streams, so the stream rule let them share a batch). The database refuses the
-            # whole statement, so write the appends one by one: the first wins, the rules then
-            # fail the other, and no innocent append in the batch is failed with them.
+        except _BatchRefused:
+            # The database refused the statement over one of its appends (a value it cannot
+            # store, or a unique violation that came back every time), and a refused
+            # statement stores nothing. Write the appends one by one, so that only the
+            # append at fault hears of it and no innocent append in the batch is failed.
             for pending in batch:
                 try:
                     outcome: object = (await self._write_with_retries([pending.item], _MAX_BATCH_RETRIES))[0]
@@ -248,16 +248,19 @@ class PostgresEventStore:
             try:
                 return await self._write_batch(groups)
             except Exception as exc:
-                if not is_unique_violation(exc):
-                    raise translate(exc) or exc
-                # Another writer stored one of our event ids in another stream (or, after a
-                # lock-key collision, the same version) between our check and our insert.
-                # Nothing of this batch was stored: run it again, and the check now sees the
-                # other row and fails only that append.
-                if attempt + 1 == attempts:
-                    if len(groups) > 1:
-                        raise _UniqueViolationAgain() from exc
-                    raise translate(exc) or exc
+                mapped = translate(exc, appending=True)
+                if isinstance(mapped, StoreUnavailableError):
+                    raise mapped from exc  # the whole batch: every caller hears it and may retry
+                if is_unique_violation(exc) and attempt + 1 < attempts:
+                    # Another process stored one of our event ids in another stream between
+                    # our check and our insert. Nothing of this batch was stored: run it
+                    # again, and the check now sees the other row and fails only that append.
+                    continue
+                if len(groups) > 1:
+                    raise _BatchRefused() from exc
+                if mapped is None or mapped is exc:
+                    raise
+                raise mapped from exc
         raise AssertionError("unreachable: attempts must be at least 1")
 
     async def _write_batch(self, groups: list[Group]) -> list[object]:
@@ -269,12 +272,16 @@ class PostgresEventStore:
         self, stream_id: str, from_version: int = 1, limit: int | None = None
     ) -> list[RecordedEvent]:
         name = parse_stream_id(stream_id)
+        first = check_from_version(from_version)
+        check_limit(limit, optional=True)
+        if first > MAX_VERSION or limit == 0:
+            return []  # no such version can be stored (and the parameter is a PostgreSQL integer)
         sql = (
             f"SELECT {_COLUMNS} FROM events WHERE domain = $1 AND stream_id = $2 AND version >= $3 "
             "ORDER BY version LIMIT $4"
         )
         async with translated():
-            rows = await self._pool.fetch(sql, name.domain, stream_id, from_version, limit)
+            rows = await self._pool.fetch(sql, name.domain, stream_id, first, limit)
         return [_recorded(r) for r in rows]
 
     async def stream_version(self, stream_id: str) -> int:
@@ -300,6 +307,8 @@ class PostgresEventStore:
     async def _fetch_log(self, queries: tuple[str, str], after: LogCursor, limit: int,
                          category: str | None) -> list[asyncpg.Record]:
         """Run the whole-log query, or the one-category query (`queries`, in that order)."""
+        check_cursor(after)
+        check_limit(limit)
         args: list[Any] = [after.tx_id, after.position, limit]
         sql = queries[0]
         if category is not None:
@@ -337,6 +346,7 @@ class PostgresEventStore:
             "ON CONFLICT (name) DO UPDATE SET tx_id = EXCLUDED.tx_id, position = EXCLUDED.position, "
             "updated_at = now()"
         )
+        check_cursor(cursor, "cursor")
         async with translated():
             await (conn or self._pool).execute(sql, name, cursor.tx_id, cursor.position)
 
@@ -367,6 +377,30 @@ class PostgresEventStore:
         await self._pool.close()
 
 
+def _batch_keys(group: Group) -> tuple[list[Hashable], list[Hashable]]:
+    """What an append writes and what it only reads, for the group committer.
+
+    `cr_append` reads every stream's version before anything in the batch is inserted,
+    so an append must not share a batch with an earlier writer of its stream: one writer
+    per stream per batch, and a version-only check (the leader epoch every routing
+    decision asserts) waits for a batch after the write it queued behind. Checks behind
+    checks, or a write behind checks, may share a batch: they are read first, as they came
+    first. (Counting checks as writes allowed one routing decision per batch.)
+
+    The event ids are written keys too: two appends with one id in one batch could not be
+    told apart in what the statement returns (the one refused would be taken as written).
+    """
+    writes: list[Hashable] = []
+    reads: list[Hashable] = []
+    for append in group:
+        if append.events:
+            writes.append(append.stream.stream_id)
+            writes.extend([event.event_id for event in append.events])
+        else:
+            reads.append(append.stream.stream_id)
+    return writes, reads
+
+
 def _append_args(groups: list[Group], jitter_s: float) -> list[Any]:
     appends = [a for group in groups for a in group]
     numbers_of_group = [g for g, group in enumerate(groups, 1) for _ in group]
@@ -392,8 +426,8 @@ def _append_args(groups: list[Group], jitter_s: float) -> list[Any]:
             numbers, ids, types, data, meta, jitter_s]
 
 
-class _UniqueViolationAgain(Exception):
-    """A batch kept hitting a unique violation: it may collide with itself."""
+class _BatchRefused(Exception):
+    """The database refused a batch's statement: one of its appends is at fault."""
 
 
 def _outcomes(groups: list[Group], rows: list[asyncpg.Record]) -> list[object]:
@@ -509,6 +543,7 @@ class _Listener:
         self._conn: asyncpg.Connection | None = None
         self._wakeup = Wakeup()
         self._lock = asyncio.Lock()
+        self._closed = False
 
     @property
     def generation(self) -> int:
@@ -522,10 +557,10 @@ class _Listener:
         await self._wakeup.wait(timeout_s, since)
 
     async def _ensure(self) -> None:
-        if self._conn is not None and not self._conn.is_closed():
-            return
+        if self._closed or (self._conn is not None and not self._conn.is_closed()):
+            return  # closed: a late waiter must not open a connection nobody would close
         async with self._lock, translated():
-            if self._conn is None or self._conn.is_closed():
+            if not self._closed and (self._conn is None or self._conn.is_closed()):
                 conn = await asyncpg.connect(self._dsn)
                 await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
                 self._conn = conn
@@ -538,5 +573,7 @@ class _Listener:
         self._wakeup.wake()
 
     async def close(self) -> None:
-        if self._conn is not None and not self._conn.is_closed():
-            await self._conn.close()
+        self._closed = True
+        async with self._lock:  # an open in progress finishes first, then is closed here
+            if self._conn is not None and not self._conn.is_closed():
+                await self._conn.close()

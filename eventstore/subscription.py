@@ -19,12 +19,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from .errors import StoreUnavailableError
+from .pgerrors import translated
 from .model import LogCursor, RecordedEvent
 from .port import EventStore
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Sequence[RecordedEvent]], Awaitable[None]]
+_MAX_RETRY_S = 30.0  # the longest wait before a failing subscription tries again
 
 
 class Subscription:
@@ -104,6 +106,7 @@ class Subscription:
         """Follow the log from where this subscription is now, until stop() is called."""
         await self.store.wait_for_append(0)  # start listening before the first read
         backoff_s = 0.001
+        failures = 0  # unexpected failures in a row
         while not self._stopping.is_set():
             # Taken before the read: a wait below returns at once for anything appended
             # after this (maybe missed by the read), and not for what the read already saw.
@@ -115,6 +118,18 @@ class Subscription:
                 log.warning("subscription %s: %s; retrying in %.1f s", self.name, exc.message, self._retry_s)
                 await self._sleep(self._retry_s)
                 continue
+            except Exception:
+                # Anything else (a handler's bug, an error the store did not foresee): a
+                # subscription that ended here would leave its read model silently behind
+                # for good (the router's follower stops routing). Keep the cursor, say so
+                # loudly, and try the same events again, less and less often.
+                failures += 1
+                wait_s = min(self._retry_s * 2 ** (failures - 1), _MAX_RETRY_S)
+                log.exception("subscription %s failed at %s; trying the same events again in %.0f s",
+                              self.name, self.cursor, wait_s)
+                await self._sleep(wait_s)
+                continue
+            failures = 0
             if count == self._batch_size:
                 continue  # a full batch: more may be there already
             if self._blocked:
@@ -208,7 +223,9 @@ class ProjectionRunner:
         )
 
     async def _apply(self, events: Sequence[RecordedEvent]) -> None:
-        async with self._store.pool.acquire() as conn, conn.transaction():
+        # translated(): a connection lost here is the store being unavailable, which the
+        # subscription waits out and retries (the transaction rolled back: nothing applied).
+        async with translated(), self._store.pool.acquire() as conn, conn.transaction():
             await self._projection.apply(conn, events)
             await self._store.save_checkpoint(self.subscription.name, events[-1].cursor, conn)
 

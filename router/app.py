@@ -37,6 +37,7 @@ from .leader import Leadership, instance_alive
 from .service import RouterService, RouterSettings
 from .snapshots import SnapshotSettings
 from .policy_service import PolicyService
+from .tasks import supervised
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def _router_ctx(config: AppConfig) -> Callable[[web.Application], AsyncIterator[
         # only instances that may lead contend for the leader's lock.
         leadership = Leadership(config.dsn, config.settings.domain, instance=config.router_settings.instance,
                                 contend=config.router_settings.lead)
-        leading = asyncio.create_task(leadership.run(router.on_elected, router.on_lost), name="leadership")
+        leading = supervised(leadership.run(router.on_elected, router.on_lost), "leadership")
         try:
             # Why wait: a desk opened here before the lease is held would look, to the leader,
             # like a desk of an instance that is gone.

@@ -3,8 +3,8 @@
 Each process keeps the directory and every customer's recent contacts in memory
 (the ingest path looks them up thousands of times a second), fed by a subscription
 over `customer` and `contact` events. Imports are events: `CustomerProfileImported`
-on `customer-<domain>:<customer id>`, with an event id derived from the profile's
-content, so importing the same file twice stores nothing the second time.
+on `customer-<domain>:<customer id>`, stored only when the profile differs from the
+customer's current one, so importing the same file twice stores nothing the second time.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import orjson
 from channels.customer_import import ImportReport
 from channels.directory import CustomerDirectory, CustomerKey, CustomerProfile, Disability
 from channels.repeat import PriorContact, prune, remember
-from eventstore import ANY, NewEvent, RecordedEvent, StoreUnavailableError, stream_id_for
+from eventstore import ConcurrencyError, NewEvent, RecordedEvent, StoreUnavailableError, stream_id_for
 from eventstore.port import EventStore
 from policies.vocabulary import CallbackWindow, Segment
 
@@ -31,6 +31,7 @@ from .events import metadata
 PROFILE_IMPORTED = "CustomerProfileImported"
 _NAMESPACE = uuid.UUID("1b0f1f0e-8a57-4c55-9c3c-5f1d1a4b7e21")
 _HISTORY_WINDOW = timedelta(days=8)  # a little over the 7-day repeat window
+_IMPORT_ATTEMPTS = 5  # concurrent imports of one customer, each re-read before it is tried again
 
 
 def profile_from_data(data: dict[str, Any]) -> CustomerProfile:
@@ -122,7 +123,7 @@ class ImportIncomplete(Exception):
     Each profile is its own small append, so that a large file never holds one long
     transaction open (every log follower waits behind an uncommitted transaction: one
     import must not stall routing). Re-sending the same file finishes the job: a profile
-    stored already has the same event id and is not stored twice.
+    stored already is the customer's current one, and is not stored twice.
     """
 
     def __init__(self, stored: int, unchanged: int, not_stored: int, cause: BaseException) -> None:
@@ -131,21 +132,17 @@ class ImportIncomplete(Exception):
 
 
 async def import_profiles(store: EventStore, report: ImportReport, *, actor: str, domain: str) -> ImportOutcome:
-    """Store each accepted profile as an event; an identical profile stored before is a no-op."""
+    """Store each accepted profile as an event, unless it is the customer's profile already."""
     received_at = datetime.now(timezone.utc).isoformat()
     # return_exceptions: every append is waited for, so that the answer counts what is stored
     # (with a plain gather, appends still running after the first failure could commit unseen).
     results = await asyncio.gather(*(
-        store.append(
-            stream_id_for("customer", profile.customer_id, domain),
-            [_profile_event(profile, actor, received_at)],
-            ANY,
-        )
+        _import_one(store, profile, actor=actor, domain=domain, received_at=received_at)
         for profile in report.accepted
     ), return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException)]
     done = [r for r in results if not isinstance(r, BaseException)]
-    unchanged = sum(r.duplicate for r in done)
+    unchanged = sum(not stored for stored in done)
     if failures:
         unavailable = [f for f in failures if isinstance(f, StoreUnavailableError)]
         if len(unavailable) != len(failures):
@@ -154,12 +151,40 @@ async def import_profiles(store: EventStore, report: ImportReport, *, actor: str
     return ImportOutcome(len(report.accepted), unchanged, report)
 
 
-def _profile_event(profile: CustomerProfile, actor: str, received_at: str) -> NewEvent:
+async def _import_one(store: EventStore, profile: CustomerProfile, *, actor: str, domain: str,
+                      received_at: str) -> bool:
+    """Make `profile` the customer's current one; False when it was already.
+
+    Compared with the customer's stream, not with the history of imports: a profile that
+    was current once, then replaced, and is imported again must become current again. The
+    event id comes from the content and the version it follows, so two copies of one
+    import racing each other (or a file sent again after a partial failure) store it once.
+    """
+    stream_id = stream_id_for("customer", profile.customer_id, domain)
     data = profile.to_data()
-    digest = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    digest = _digest(data)
+    for _ in range(_IMPORT_ATTEMPTS):
+        history = await store.read_stream(stream_id)
+        if history and _digest(history[-1].data) == digest:
+            return False
+        event = _profile_event(profile, data, digest, len(history), actor, received_at)
+        try:
+            result = await store.append(stream_id, [event], len(history))
+        except ConcurrencyError:
+            continue  # another import of this customer got in first: compare with it
+        return not result.duplicate
+    raise ConcurrencyError(stream_id, "a stable version", -1)
+
+
+def _digest(data: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _profile_event(profile: CustomerProfile, data: dict[str, Any], digest: str, after_version: int,
+                   actor: str, received_at: str) -> NewEvent:
     return NewEvent(
         PROFILE_IMPORTED,
         data,
         metadata(actor=actor, correlation_id=profile.customer_id, channel="admin", received_at=received_at),
-        event_id=uuid.uuid5(_NAMESPACE, f"{profile.customer_id}:{digest}"),
+        event_id=uuid.uuid5(_NAMESPACE, f"{profile.customer_id}:{digest}:{after_version}"),
     )

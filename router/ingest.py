@@ -25,6 +25,7 @@ first tried as a new stream: most are.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -55,6 +56,21 @@ _CONTACT_STREAM_PREFIX = f"{CONTACT_CATEGORY}-"
 
 class IdempotencyConflict(Exception):
     """The gateway reused an event id for a different body."""
+
+
+class ContactBusy(Exception):
+    """The contact's stream kept moving under this event (other processes appending to it
+    all the while): nothing was stored for it, and the gateway may send it again."""
+
+
+class _Turns:
+    """One contact's requests in this process, taking turns (see `IngestService.ingest`)."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,12 +219,31 @@ class IngestService:
         self._customers = customers
         self._domain = domain
         self._memo = memo if memo is not None else ContactMemo()
+        self._turns: dict[str, _Turns] = {}
         customers.also_feed(self._memo.learn)
 
     async def ingest(self, native: NativeEvent, raw_body: bytes) -> Receipt:
         channel = channel_of(native)
         contact_id = contact_id_for(channel, native.gateway_session_id, domain=self._domain)
         stream_id = contact_stream_id(contact_id, domain=self._domain)
+        # Why one at a time per contact: events of one contact that arrive together (a burst
+        # of chat messages) would otherwise all append at the same expected version, and all
+        # but one retry, again and again: with ten at once some ran out of attempts. In turn,
+        # each appends at the version the one before it left, and only other processes'
+        # appends (the router's, another worker's) can still make one try again.
+        turns = self._turns.get(stream_id)
+        if turns is None:
+            turns = self._turns[stream_id] = _Turns()
+        turns.users += 1
+        try:
+            async with turns.lock:
+                return await self._ingest(native, raw_body, contact_id, stream_id)
+        finally:
+            turns.users -= 1
+            if not turns.users:
+                del self._turns[stream_id]
+
+    async def _ingest(self, native: NativeEvent, raw_body: bytes, contact_id: str, stream_id: str) -> Receipt:
         # The digest of the event's content, not of its bytes: a gateway that serialises its
         # retry again (other key order, spacing, 12 for 12.0) sends the same event.
         body_sha256 = hashlib.sha256(native.model_dump_json().encode()).hexdigest()
@@ -238,7 +273,7 @@ class IngestService:
             self._log(native, translation, contact_id)
             return Receipt(contact_id, result.last_position, False, translation.ignored)
         self._memo.forget(stream_id)
-        raise ConcurrencyError(stream_id, "a stable version", -1)
+        raise ContactBusy(f"contact {contact_id} kept changing while this event was being stored; send it again")
 
     async def _read(self, stream_id: str, known: Known) -> Known:
         """`known` brought up to the log: only the events after its version are read.

@@ -41,6 +41,7 @@ from policies.validate import ValidationReport, validate_document
 from policies.vocabulary import AgentProfile, AgentSnapshot
 
 from .events import metadata as ev_metadata
+from .tasks import supervised
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ class PolicyService:
         await self.refresh()
         if self._active is None:
             raise RuntimeError(f"no stored version of {self.stream_id} compiles; cannot route without a policy")
-        self._task = asyncio.create_task(self._follow(), name=f"policy-follower:{self._domain}")
+        self._task = supervised(self._follow(), f"policy-follower:{self._domain}")
 
     async def stop(self) -> None:
         # A flag, not task.cancel(): on Python 3.11 wait_for() can swallow a cancellation that

@@ -32,6 +32,7 @@ from .decide import Decision, Part, agents_in, contacts_in, next_offers, place
 from .scheduler import TimerScheduler
 from .snapshots import SnapshotSettings, Snapshottable, encode_aside
 from .state import NEW, WAITING, RouterState
+from .tasks import supervised
 from .timers import Timer, TimerSettings, fire, timers_for_agent, timers_for_contact
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class RouterService:
         self._applied_lag_s = 0.0  # the rebuild read old events on purpose: lag counts from now on
         log.info("state rebuilt in %.2f s: %s and %d events of the log", time.monotonic() - started,
                  f"a snapshot at position {cursor.position}" if cursor is not None else "no snapshot", delivered)
-        self._tasks.append(asyncio.create_task(self._subscription.run_from_cursor(), name="router-follow"))
+        self._tasks.append(supervised(self._subscription.run_from_cursor(), "router-follow"))
 
     async def stop(self) -> None:
         await self.on_lost()
@@ -195,9 +196,9 @@ class RouterService:
             self._scheduler.reconcile(contact.contact_id, timers_for_contact(contact))
         for agent in list(self.state.agents.values()):
             self._scheduler.reconcile(agent.agent_id, timers_for_agent(agent, self.settings.timers))
-        self._tasks.append(asyncio.create_task(self._decide_loop(), name="router-decide"))
+        self._tasks.append(supervised(self._decide_loop(), "router-decide"))
         if self._instance_alive is not None:
-            self._tasks.append(asyncio.create_task(self._sweep_gone_instances(), name="router-instances"))
+            self._tasks.append(supervised(self._sweep_gone_instances(), "router-instances"))
         log.info("routing as leader, epoch %d, %d timers armed", self.epoch, self._scheduler.armed)
 
     async def on_lost(self) -> None:

@@ -18,7 +18,7 @@ from policies.vocabulary import Channel
 
 from channels.events import contact_stream_id
 
-from ..ingest import IdempotencyConflict
+from ..ingest import ContactBusy, IdempotencyConflict
 from . import keys
 from .auth import require_admin
 from .errors import ApiError
@@ -36,6 +36,13 @@ def channel_from(request: web.Request) -> Channel:
 
 
 async def read_limited_body(request: web.Request, limit: int) -> bytes:
+    # aiohttp would inflate a compressed body, and the signature (and Content-Length) are of
+    # the bytes sent: a compressed body could never verify, so say why instead of a 401.
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("identity", ""):
+        raise ApiError(415, "unsupported_content_encoding",
+                       f"send the body uncompressed (Content-Encoding {encoding[:40]!r} is not accepted)",
+                       field="Content-Encoding")
     length = request.content_length
     if length is not None:
         if length > limit:
@@ -61,6 +68,13 @@ def _check_rate(request: web.Request, channel: Channel) -> None:
                        headers={"Retry-After": retry_after_header(retry_after_s)})
 
 
+def _signatures(request: web.Request) -> str | None:
+    """Every X-Router-Signature the request carries, as one list: HTTP treats repeated
+    headers as one comma-separated list (a proxy may split or join them)."""
+    values = request.headers.getall("X-Router-Signature", ())
+    return ",".join(values) if values else None
+
+
 def _check_signature(request: web.Request, channel: Channel, body: bytes) -> None:
     secrets = request.app[keys.CREDENTIALS].gateway_secrets.get(channel.value, ())
     if not secrets:  # a secrets file that leaves this gateway out: nothing can be verified
@@ -68,8 +82,8 @@ def _check_signature(request: web.Request, channel: Channel, body: bytes) -> Non
                        f"no secret is configured for the {channel.value} gateway; the router's admin must add "
                        "one to the gateway secrets file", headers={"WWW-Authenticate": "X-Router-Signature"})
     try:
-        verify_signature(body, request.headers.get("X-Router-Timestamp"), request.headers.get("X-Router-Signature"),
-                         secrets, now_s=time.time())
+        verify_signature(body, request.headers.get("X-Router-Timestamp"), _signatures(request), secrets,
+                         now_s=time.time())
     except SignatureError as exc:
         raise ApiError(401, exc.code, exc.message, headers={"WWW-Authenticate": "X-Router-Signature"}) from None
 
@@ -89,6 +103,8 @@ async def post_channel_event(request: web.Request) -> web.Response:
         receipt = await request.app[keys.INGEST].ingest(native, body)
     except IdempotencyConflict as exc:
         raise ApiError(409, "idempotency_conflict", str(exc), field="event_id") from None
+    except ContactBusy as exc:
+        raise ApiError(503, "contact_busy", str(exc), headers={"Retry-After": "1"}) from None
     except DuplicateEventError:
         raise ApiError(409, "event_id_reused", "this event_id was already used for another contact",
                        field="event_id") from None
@@ -180,7 +196,7 @@ def openapi_paths(doc: dict[str, Any]) -> None:
             "requestBody": {"required": True, "content": {"application/json": {"schema": schema, "examples": examples}}},
             "responses": {
                 "202": {"description": "accepted", "content": {"application/json": {"schema": RECEIPT_SCHEMA}}},
-                **error_responses(400, 401, 404, 409, 413, 422, 429, 503),
+                **error_responses(400, 401, 404, 409, 413, 415, 422, 429, 503),
             },
         }}
     doc["paths"]["/v1/contacts/{contact_id}"] = {"get": {
@@ -192,7 +208,7 @@ def openapi_paths(doc: dict[str, Any]) -> None:
         "parameters": [{"name": "contact_id", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": {"200": {"description": "the contact", "content": {"application/json": {
                           "schema": {"$ref": "#/components/schemas/ContactAnswer"}}}},
-                      **error_responses(401, 403, 404)},
+                      **error_responses(401, 403, 404, 503)},
     }}
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,25 +17,10 @@ from eventstore import (
     DuplicateEventError,
     EventTooLargeError,
     InvalidAppendError,
-    MemoryEventStore,
     NewEvent,
     StreamAppend,
     Subscription,
 )
-from eventstore.postgres import PostgresEventStore, StoreSettings
-from tests.conftest import reset_database
-
-
-@pytest.fixture(params=["memory", "postgres"])
-async def store(request: pytest.FixtureRequest, database_url: str) -> AsyncIterator[Any]:
-    if request.param == "memory":
-        yield MemoryEventStore(max_event_bytes=4096)
-        return
-    dsn = database_url
-    await reset_database(dsn)
-    pg = await PostgresEventStore.connect(dsn, StoreSettings(pool_min_size=1, pool_max_size=4, max_event_bytes=4096))
-    yield pg
-    await pg.close()
 
 
 def ev(kind: str = "ContactArrived", **data: Any) -> NewEvent:

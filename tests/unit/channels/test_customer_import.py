@@ -163,3 +163,16 @@ def test_callback_windows(spec: str, window: CallbackWindow) -> None:
 def test_bad_callback_windows(spec: str) -> None:
     with pytest.raises(ValueError):
         parse_window(spec)
+
+
+@pytest.mark.parametrize("cell", ['"' + "a" * 140_000 + '"', "a" * 140_000])
+def test_a_huge_csv_cell_is_one_rejected_line(cell: str) -> None:
+    # Before: the csv module's 128 KiB cell limit raised out of the parse (a 500 answer).
+    report = parse_import(f"customer_id,tags\nC1,{cell}\nC2,x\n", "csv")
+    assert [p.customer_id for p in report.accepted] == ["C2"]
+    assert [(r.line, r.field) for r in report.rejected] == [(2, "tags[0]")]
+
+
+def test_a_huge_csv_header_is_refused_not_raised() -> None:
+    report = parse_import("customer_id," + "x" * 140_000 + "\nC1,a\n", "csv")
+    assert report.accepted == () and report.rejected[0].line == 1

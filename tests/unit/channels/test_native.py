@@ -213,3 +213,11 @@ def test_standalone_schema_keeps_its_defs_inside() -> None:
     schema = standalone_schema(Channel.WEBCHAT)
     assert all(r.startswith("#/$defs/") for r in _refs(schema))
     assert "BotTranscriptLine" in schema["$defs"]
+
+
+@pytest.mark.parametrize("moment", ["1741915800", 1741915800, 1741915800.5, "14/03/2025 09:30"])
+def test_occurred_at_is_rfc_3339_text_not_unix_seconds(moment: object) -> None:
+    payload = changed(example(Channel.PHONE, "call.started"), {"occurred_at": moment})
+    with pytest.raises(NativeEventError) as refused:
+        parse_native(Channel.PHONE, raw(payload))
+    assert refused.value.field == "occurred_at"

@@ -72,7 +72,7 @@ async def test_items_with_the_same_key_never_share_a_batch_and_keep_their_order(
         for p in batch:
             p.future.set_result(p.item)
 
-    committer: GroupCommitter[str, str] = GroupCommitter(flush, max_inflight=1, keys=lambda item: [item[0]])
+    committer: GroupCommitter[str, str] = GroupCommitter(flush, max_inflight=1, keys=lambda item: ([item[0]], ()))
     items = ["a1", "b1", "a2", "c1", "a3", "b2"]
     assert await asyncio.gather(*(committer.submit(i, 1) for i in items)) == items
     await committer.close()

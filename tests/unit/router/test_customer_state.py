@@ -50,6 +50,9 @@ class _StoreThatFailsAfter:
         self.ok -= 1
         return await self.inner.append(stream_id, events, expected)  # type: ignore[arg-type]
 
+    async def read_stream(self, stream_id: str) -> object:
+        return await self.inner.read_stream(stream_id)
+
 
 async def test_an_import_cut_short_by_the_store_says_what_is_stored_and_a_resend_finishes_it() -> None:
     import pytest
@@ -68,3 +71,38 @@ async def test_an_import_cut_short_by_the_store_says_what_is_stored_and_a_resend
     assert outcome.to_data()["stored"] == 6 and outcome.to_data()["unchanged"] == 4
     head = await store.inner.log_head()
     assert head.position == 10, "every profile once"
+
+
+async def test_a_profile_imported_again_after_another_replaced_it_is_current_again() -> None:
+    # Before, the event id came from the content alone: the third import below was taken
+    # for a repeat of the first ("unchanged"), and the customer stayed mass.
+    from channels.customer_import import parse_import
+    from eventstore.memory import MemoryEventStore
+    from router.customers import CustomerState, import_profiles
+
+    store, state = MemoryEventStore(), CustomerState()
+    answers = []
+    for segment in ("vip", "mass", "vip", "vip"):
+        report = parse_import(f'{{"customer_id": "V1", "segment": "{segment}"}}\n', "jsonl", today=START.date())
+        outcome = await import_profiles(store, report, actor="admin", domain="default")
+        answers.append((outcome.to_data()["stored"], outcome.to_data()["unchanged"]))
+    assert answers == [(1, 0), (1, 0), (1, 0), (0, 1)]
+    from eventstore import LogCursor
+
+    state.apply(await store.read_log(LogCursor()))
+    assert state.directory.get("V1").segment == "vip"
+
+
+async def test_two_copies_of_one_import_racing_store_the_profile_once() -> None:
+    import asyncio
+
+    from channels.customer_import import parse_import
+    from eventstore.memory import MemoryEventStore
+    from router.customers import import_profiles
+
+    store = MemoryEventStore()
+    report = parse_import('{"customer_id": "R1", "segment": "wealth"}\n', "jsonl", today=START.date())
+    outcomes = await asyncio.gather(*(import_profiles(store, report, actor="admin", domain="default")
+                                      for _ in range(4)))
+    assert sorted(o.to_data()["stored"] for o in outcomes) == [0, 0, 0, 1]
+    assert len(await store.read_stream("customer-default:R1")) == 1
