@@ -48,6 +48,9 @@ def _updated(state: RouterState, agent: AgentState, data: Data) -> None:
     old = agent.profile
     agent.profile = profile_from_data(data, old)
     state.index_profile(agent, old)
+    # Offers already made were decided on the old profile: the round looks at those contacts
+    # again, and withdraws an offer the agent can no longer take (`commands.reactions`).
+    state.touched_contacts.update(offer.contact_id for offer in agent.offers.values())
 
 
 def _token(state: RouterState, agent: AgentState, data: Data) -> None:
@@ -91,7 +94,8 @@ def _reserved(state: RouterState, agent: AgentState, data: Data) -> None:
         from .state import Offer
 
         agent.offers[data["offer_id"]] = Offer(data["offer_id"], data["contact_id"], agent.agent_id,
-                                               Channel(data["channel"]), float(data["at_s"]), float(data["at_s"]))
+                                               Channel(data["channel"]), float(data["at_s"]), float(data["at_s"]),
+                                               agent.profile)
 
 
 def _released(state: RouterState, agent: AgentState, data: Data) -> None:

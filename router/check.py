@@ -51,6 +51,8 @@ class _Contact:
     channel: str | None = None
     answer_within_s: float | None = None
     sla_due_s: float | None = None  # the current wait's SLA breach moment; None once answered or marked
+    breached: bool = False  # the current wait's breach is marked
+    queued_at_s: float | None = None
     deadlines: dict[str, float] = field(default_factory=dict)  # not yet marked due
 
 
@@ -120,10 +122,17 @@ class Checker:
             if kind == ev.CONTACT_QUEUED:
                 contact.hard = [r for r in data["plan"]["requirements"] if r.get("hard")]
                 contact.answer_within_s = float(data["plan"]["answer_within_s"])
-                contact.sla_due_s = float(data["queued_at_s"]) + contact.answer_within_s
+                queued_at_s = float(data["queued_at_s"])
+                # Placed again in the same wait (its intent changed): a breach already marked
+                # stays marked, as the router keeps it; a new wait has its own clock.
+                if not (contact.breached and queued_at_s == contact.queued_at_s):
+                    contact.breached = False
+                    contact.sla_due_s = queued_at_s + contact.answer_within_s
+                contact.queued_at_s = queued_at_s
                 contact.deadlines = {k: float(v) for k, v in (data["plan"].get("deadlines") or {}).items()}
         elif kind == ev.SLA_BREACHED:
             contact.sla_due_s = None
+            contact.breached = True
         elif kind == ev.FOLLOW_UP_DUE:
             contact.deadlines.pop(data["name"], None)
         elif kind == ev.ESCALATION_APPLIED:
@@ -161,6 +170,7 @@ class Checker:
 
     @staticmethod
     def _waits_again(contact: _Contact, data: dict[str, Any]) -> None:
+        contact.breached = False
         if contact.answer_within_s is not None:  # a new wait, with its own SLA clock
             contact.sla_due_s = float(data["at_s"]) + contact.answer_within_s
 

@@ -19,6 +19,9 @@ from .decide import Decision, Part, merge, qualification_gaps, requirements_of, 
 from .state import ASSIGNED, DONE, OFFERED, WAITING, AgentState, ContactState, Offer, RouterState
 
 DEFAULT_WRAPUP_S = 30.0
+# A transferred contact jumps its new queue: it lifts the contact's boost to this, once. Added
+# per transfer, a contact passed back and forth outranked lost cards and fraud in ten moves.
+TRANSFER_BOOST = 100.0
 
 
 class CommandError(Exception):
@@ -84,11 +87,38 @@ def _own_offer(state: RouterState, agent_id: str, offer_id: object, now_s: float
     return offer
 
 
+def unfit_for_offer(state: RouterState, offer: Offer) -> tuple[str, ...]:
+    """Why the agent can no longer take this pending offer, () when it still can.
+
+    An offer is decided on the agent's profile at the time; an admin may change the profile
+    while it is pending (skills, languages, channels, capacity). Accepting it then would
+    assign a contact against a hard requirement or above the agent's capacity."""
+    agent, contact = state.agents.get(offer.agent_id), state.contacts.get(offer.contact_id)
+    if agent is None or agent.snapshot is None or contact is None:
+        return ("the agent is not on the roster",)
+    if agent.profile is offer.profile:
+        return ()  # unchanged: the offer stands as decided (an escalation since does not undo it)
+    gaps = qualification_gaps(agent.snapshot, requirements_of(contact), offer.channel)
+    if gaps:
+        return gaps
+    profile, load = agent.profile, agent.snapshot.load
+    assert profile is not None
+    if load.get(offer.channel, 0) + 1 > profile.channels.get(offer.channel, 0):
+        return (f"no room left on {offer.channel.value} (capacity {profile.channels.get(offer.channel, 0)})",)
+    if sum(load.values()) + 1 > profile.total_capacity:
+        return (f"no room left in total (capacity {profile.total_capacity})",)
+    return ()
+
+
 def accept(state: RouterState, agent_id: str, offer_id: object, now_s: float) -> Decision:
     offer = _own_offer(state, agent_id, offer_id, now_s)
     contact, agent = state.contacts[offer.contact_id], state.agents[agent_id]
     if contact.status == DONE:
         raise CommandError("contact_ended", "the customer has left; this offer is being withdrawn")
+    unfit = unfit_for_offer(state, offer)
+    if unfit:
+        raise CommandError("offer_withdrawn", f"your profile changed since this offer was made ({unfit[0]}); "
+                                              "it is being withdrawn")
     base = {"offer_id": offer.offer_id, "contact_id": contact.contact_id, "agent_id": agent_id, "at_s": now_s}
     assigned = {**base, "channel": offer.channel.value, "queue_id": contact.queue_id,
                 "waited_s": round(now_s - contact.wait_from_s, 3)}
@@ -205,7 +235,7 @@ def transfer(state: RouterState, agent_id: str, contact_id: object, to_queue: ob
     moved = {**base, "from_agent": agent_id, "to_queue": to_queue or None, "to_agent": to_agent or None,
              "note": note[:1000] if isinstance(note, str) else ""}
     requeued = {**base, "queue_id": to_queue or contact.queue_id, "requirements": [r.to_json() for r in hard + target],
-                "reason": "transfer", "priority_boost": 100.0}
+                "reason": "transfer", "priority_boost": max(0.0, TRANSFER_BOOST - contact.priority_boost)}
     if to_queue and policy is not None:  # the new wait is held to that queue's SLA target
         queue = policy.queues[str(to_queue)]
         requeued.update(answer_within_s=queue.answer_within_s, wrapup_s=queue.wrapup_s)
@@ -216,7 +246,13 @@ def transfer(state: RouterState, agent_id: str, contact_id: object, to_queue: ob
 
 
 def reactions(state: RouterState, contact: ContactState, now_s: float) -> list[Decision]:
-    """A customer who left: revoke a pending offer, or free the agent who had the contact."""
+    """A customer who left: revoke a pending offer, or free the agent who had the contact.
+    An offer the agent can no longer take (its profile changed): revoke it."""
+    if contact.status == OFFERED and contact.offer is not None and contact.offer.offer_id in state.offers:
+        unfit = unfit_for_offer(state, contact.offer)
+        if unfit:
+            return [close_offer(state, contact.offer, ev.OFFER_REVOKED,
+                                f"the agent's profile changed: {unfit[0]}"[:200], now_s)]
     if contact.status != DONE:
         return []
     if contact.offer is not None and contact.offer.offer_id in state.offers:

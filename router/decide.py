@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,21 +189,39 @@ def next_offers(state: RouterState, now_s: float, limit: int = 1000,
     # A contact placed again (its intent changed while it waited) competes as placed now.
     queued = [c for c in state.waiting() if c.contact_id not in placed and c.contact_id not in busy_contacts]
     candidates = [c for c in [*queued, *previews] if c.facts is not None and c.facts.channel in open_channels]
+    unserved: list[ContactState] = []
     for contact in sorted(candidates, key=lambda c: (-priority_of(c, now_s), c.queued_at_s, c.contact_id)):
-        assert contact.facts is not None
         choice = pick_agent(state, contact, now_s, taken, busy_agents)
-        if choice is not None:
-            snap, considered = choice
-            taken[snap.agent_id] += 1
-            made = offer(state, contact, snap, now_s, considered)
-            if contact.contact_id in placed:  # the placement's events come first on its stream
-                made = merge("offer", (placed[contact.contact_id], made))
-            decisions.setdefault(snap.agent_id, []).append(made)
-            if sum(taken.values()) >= limit:
-                break
+        if choice is None:
+            if may_be_offered_again(contact):
+                unserved.append(contact)
+            continue
+        _offer_in_round(state, contact, choice, now_s, placed, taken, decisions)
+        if sum(taken.values()) >= limit:
+            break
+    else:
+        # Why a second pass, after everyone else: an agent whose offer for a contact expired
+        # (or was withdrawn) is not offered it again while someone else could take it, but
+        # must not sit idle while it waits either ("no idle agent while an eligible contact
+        # waits"). Last, so that contacts the agent has not had yet go to it first.
+        for contact in unserved:
+            choice = pick_agent(state, contact, now_s, taken, busy_agents, second_chance=True)
+            if choice is not None:
+                _offer_in_round(state, contact, choice, now_s, placed, taken, decisions)
     # Offers to one agent in one round share the agent stream's version: they go in one
     # atomic append, so they land together or not at all.
     return [merge("offer", group) if len(group) > 1 else group[0] for group in decisions.values()]
+
+
+def _offer_in_round(state: RouterState, contact: ContactState, choice: tuple[AgentSnapshot, dict[str, Any]],
+                    now_s: float, placed: Mapping[str, Decision], taken: Counter[str],
+                    decisions: dict[str, list[Decision]]) -> None:
+    snap, considered = choice
+    taken[snap.agent_id] += 1
+    made = offer(state, contact, snap, now_s, considered)
+    if contact.contact_id in placed:  # the placement's events come first on its stream
+        made = merge("offer", (placed[contact.contact_id], made))
+    decisions.setdefault(snap.agent_id, []).append(made)
 
 
 def _offerable_once_placed(state: RouterState, placement: Decision) -> bool:
@@ -238,27 +256,49 @@ def offered(decision: Decision) -> dict[str, str]:
 
 
 def pick_agent(
-    state: RouterState, contact: ContactState, now_s: float, taken: Counter[str], busy: Collection[str] = ()
+    state: RouterState, contact: ContactState, now_s: float, taken: Counter[str], busy: Collection[str] = (),
+    *, second_chance: bool = False,
 ) -> tuple[AgentSnapshot, dict[str, Any]] | None:
+    """The agent to offer `contact` to, and why. `second_chance`: an agent whose offer for it
+    expired or was withdrawn may have it again (see `next_offers`)."""
     assert contact.plan is not None and contact.facts is not None
-    facts, plan = contact.facts, contact.plan
+    plan = contact.plan
     requirements = requirements_of(contact)
     skipped: Counter[str] = Counter()
-    first = _first_choice(state, contact, requirements, taken, skipped, busy)
-    if first is not None:
-        return first, _considered(plan.strategy, skipped, first, "the customer's own agent first")
-    ordered = plan.strategy in (Strategy.LONGEST_IDLE, Strategy.DEDICATED_FIRST, Strategy.LAST_AGENT_FIRST)
-    bound = _unbeatable(state, plan.strategy, requirements, facts.channel)
+    if not second_chance:
+        first = _first_choice(state, contact, requirements, taken, skipped, busy)
+        if first is not None:
+            return first, _considered(plan.strategy, skipped, first, "the customer's own agent first")
+    best = _best_free(state, contact, requirements, taken, skipped, busy, second_chance=second_chance)
+    if best is None:
+        return None
+    why = f"best by {plan.strategy.value}" + (", offered again: nobody else was free for it" if second_chance else "")
+    return best, _considered(plan.strategy, skipped, best, why)
+
+
+def may_be_offered_again(contact: ContactState) -> bool:
+    """Some agent's offer for it expired or was withdrawn (not rejected)."""
+    return any(how != "rejected" for how in contact.tried.values())
+
+
+def _best_free(state: RouterState, contact: ContactState, requirements: tuple[Requirement, ...],
+               taken: Counter[str], skipped: Counter[str], busy: Collection[str], *,
+               second_chance: bool) -> AgentSnapshot | None:
+    """The best eligible free agent by the contact's strategy (None: nobody)."""
+    assert contact.plan is not None and contact.facts is not None
+    strategy, facts = contact.plan.strategy, contact.facts
+    ordered = strategy in (Strategy.LONGEST_IDLE, Strategy.DEDICATED_FIRST, Strategy.LAST_AGENT_FIRST)
+    bound = _unbeatable(state, strategy, requirements, facts.channel)
     driving = _driving_ids(state, requirements, facts.channel, ordered_available=ordered or bound is not None)
     in_idle_order = driving is state.available[facts.channel]
     best: AgentSnapshot | None = None
     best_key: tuple[Any, ...] = ()
     settled = False
-    key = sort_key(plan.strategy, requirements, facts)
+    key = sort_key(strategy, requirements, facts)
     for agent_id in driving:
         if settled and best is not None and state.agents[agent_id].idle_since_s > best.idle_since_s:
             break  # idle order: everyone from here on has waited less, so cannot beat `best`
-        snap = _eligible(state, contact, agent_id, requirements, taken, skipped, busy)
+        snap = _eligible(state, contact, agent_id, requirements, taken, skipped, busy, second_chance)
         if snap is None:
             continue
         if ordered and in_idle_order:
@@ -268,9 +308,7 @@ def pick_agent(
         if best is None or snap_key < best_key:
             best, best_key = snap, snap_key
         settled = in_idle_order and bound is not None and best_key[:len(bound)] == bound
-    if best is None:
-        return None
-    return best, _considered(plan.strategy, skipped, best, f"best by {plan.strategy.value}")
+    return best
 
 
 def _unbeatable(state: RouterState, strategy: Strategy, requirements: tuple[Requirement, ...],
@@ -302,7 +340,8 @@ def _first_choice(state: RouterState, contact: ContactState, requirements: tuple
 
 
 def _eligible(state: RouterState, contact: ContactState, agent_id: str, requirements: tuple[Requirement, ...],
-              taken: Counter[str], skipped: Counter[str], busy: Collection[str] = ()) -> AgentSnapshot | None:
+              taken: Counter[str], skipped: Counter[str], busy: Collection[str] = (),
+              second_chance: bool = False) -> AgentSnapshot | None:
     assert contact.facts is not None
     agent = state.agents.get(agent_id)
     snap = agent.snapshot if agent is not None else None
@@ -311,7 +350,7 @@ def _eligible(state: RouterState, contact: ContactState, agent_id: str, requirem
     if agent_id in busy:
         skipped["a decision for this agent is being stored"] += 1
         return None
-    if agent_id in contact.tried:
+    if agent_id in contact.tried and not (second_chance and contact.tried[agent_id] != "rejected"):
         skipped["already offered this contact"] += 1
         return None
     if taken[agent_id] and not _room_after(snap, contact.facts.channel, taken[agent_id]):

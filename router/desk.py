@@ -64,6 +64,7 @@ class Desk:
     last_pong: float = field(default_factory=time.monotonic)
     outbox: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     writer: asyncio.Task[None] | None = None
+    token_sha256: str | None = None  # the token it was opened with: a newer one issued closes it
 
 
 class DeskHub:
@@ -82,11 +83,11 @@ class DeskHub:
         self.unrecorded = unrecorded
         self.desks: dict[str, Desk] = {}
 
-    def connect(self, agent_id: str, socket: Socket) -> Desk:
+    def connect(self, agent_id: str, socket: Socket, token_sha256: str | None = None) -> Desk:
         old = self.desks.pop(agent_id, None)
         if old is not None:  # one desk per agent: the newest wins
             self._replaced(old)
-        desk = Desk(agent_id, socket)
+        desk = Desk(agent_id, socket, token_sha256=token_sha256)
         desk.writer = asyncio.create_task(self._write(desk), name=f"desk-{agent_id}")
         self.desks[agent_id] = desk
         desk.outbox.put_nowait(self._hello(desk))
@@ -113,6 +114,16 @@ class DeskHub:
                 # The agent opened a desk on another instance since: that one is the desk now.
                 # Forgotten here first, so its closing records nothing (it is not the agent's).
                 self._replaced(self.desks.pop(agent_id))
+                continue
+            desk = self.desks[agent_id]
+            if desk.token_sha256 is not None and agent.token_sha256 != desk.token_sha256:
+                # A new token was issued (a lost or leaked one is replaced): the old one opens no
+                # desk any more, and a desk opened with it is closed too. Its closing is recorded
+                # as the agent's disconnection (it stays this agent's desk until it closes).
+                desk.outbox.put_nowait({"type": "error", "code": "token_revoked", "ref": None,
+                                        "message": "a new desk token was issued for you; sign in with it"})
+                desk.outbox.put_nowait({"type": "_close", "code": 4001, "reason": "token revoked"})
+                desk.token_sha256 = None  # said once
                 continue
             if not agent.connected and self.unrecorded is not None:
                 self.unrecorded(agent_id)
@@ -185,7 +196,8 @@ class DeskHub:
         while True:
             message = await desk.outbox.get()
             if message.get("type") == "_close":
-                await desk.socket.close(code=4000, message=b"replaced by a newer desk")
+                reason = str(message.get("reason", "replaced by a newer desk")).encode()
+                await desk.socket.close(code=int(message.get("code", 4000)), message=reason)
                 return
             try:
                 await desk.socket.send_str(orjson.dumps(message).decode())

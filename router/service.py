@@ -339,7 +339,8 @@ class RouterService:
             if contact_id in self._busy_contacts:
                 self._pending_contacts.add(contact_id)  # decided again once that decision lands
                 continue
-            if contact.facts is not None and (contact.status == NEW or contact.replan):
+            if contact.facts is not None and (contact.status == NEW
+                                              or (contact.replan and contact.status == WAITING)):
                 placements.append(place(self.state, contact, policy, now_s))
             reacting.extend(reactions(self.state, contact, now_s))
         # Agents a reaction frees (or whose offer it withdraws) are busy until it lands, so

@@ -20,7 +20,7 @@ from collections import Counter, deque
 from operator import itemgetter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Final
 
 from channels.events import facts_from_data
 from eventstore import RecordedEvent
@@ -41,6 +41,9 @@ class Offer:
     channel: Channel
     offered_at_s: float
     expires_at_s: float
+    # The agent's profile the offer was decided on (profiles are replaced, never changed):
+    # a different one now means an admin changed the agent while the offer was pending.
+    profile: AgentProfile | None = None
 
 
 @dataclass(slots=True)
@@ -65,7 +68,7 @@ class ContactState:
     wrapup_s: float | None = None
     steps_done: int = 0
     offer: Offer | None = None
-    tried: set[str] = field(default_factory=set)
+    tried: dict[str, str] = field(default_factory=dict)  # agent -> how its offer ended: rejected, expired, revoked
     agent_id: str | None = None
     sla_breached: bool = False
     replan: bool = False  # what the contact is about changed while it waited: place it again
@@ -197,6 +200,7 @@ class RouterState:
         self.assigned_offers: Recent = Recent()
         self.touched_contacts: set[str] = set()
         self.touched_agents: set[str] = set()
+        self.applying: RecordedEvent | None = None  # the event a handler is folding in, for its time
         # Contacts waiting with a plan: a routing round looks at these, not at every contact
         # still in memory (finished ones stay until forgotten).
         self.waiting_ids: dict[str, None] = {}
@@ -218,7 +222,8 @@ class RouterState:
 
     # -- snapshots (router.snapshots) -----------------------------------------------------
 
-    _UNSAVED = frozenset({"touched_contacts", "touched_agents"})  # what a round has yet to look at
+    _UNSAVED = frozenset({"touched_contacts", "touched_agents",  # what a round has yet to look at
+                          "applying"})
 
     def snapshot_state(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if k not in self._UNSAVED}
@@ -253,7 +258,9 @@ class RouterState:
         entity.last_event_id = event.event_id
         handler = handlers.get(event.type)
         if handler is not None:
+            self.applying = event
             handler(self, entity, event.data)
+            self.applying = None
             after(event.stream_id.split(":", 1)[1])
         return True
 
@@ -392,7 +399,7 @@ class RouterState:
         state itself is not touched; only events that change nothing but the contact may be
         previewed."""
         shadow = copy.copy(contact)
-        shadow.tried, shadow.deadlines_done = set(contact.tried), set(contact.deadlines_done)
+        shadow.tried, shadow.deadlines_done = dict(contact.tried), set(contact.deadlines_done)
         for type_, data in events:
             if type_ not in _PREVIEWABLE:
                 raise ValueError(f"{type_} cannot be previewed: its handler changes more than the contact")
@@ -422,7 +429,9 @@ def _intent_changed(state: RouterState, contact: ContactState, data: Data) -> No
     if contact.facts is not None:
         contact.facts = replace(contact.facts, intent=Intent(data["intent"]),
                                 repeat_count=int(data.get("repeat_count", contact.facts.repeat_count)))
-        contact.replan = contact.status == WAITING
+        # Offered: placed again if the offer comes back (rejected, expired, revoked); the
+        # round places only waiting contacts. Before, a change during an offer was lost.
+        contact.replan = contact.status in (WAITING, OFFERED)
 
 
 def _queued(state: RouterState, contact: ContactState, data: Data) -> None:
@@ -475,12 +484,16 @@ def _sla_breached(state: RouterState, contact: ContactState, data: Data) -> None
 
 
 def _offer_made(state: RouterState, contact: ContactState, data: Data) -> None:
+    agent = state.agents.get(data["agent_id"])
     offer = Offer(data["offer_id"], contact.contact_id, data["agent_id"], Channel(data["channel"]),
-                  float(data["offered_at_s"]), float(data["expires_at_s"]))
+                  float(data["offered_at_s"]), float(data["expires_at_s"]), agent.profile if agent else None)
     state.offers[offer.offer_id] = offer
     state.offer_reasons[offer.offer_id] = list(data.get("reasons", ()))
     contact.offer = offer
     contact.status = OFFERED
+
+
+_HOW_OFFERS_END: Final = {ev.OFFER_REJECTED: "rejected", ev.OFFER_EXPIRED: "expired"}
 
 
 def _offer_closed(state: RouterState, contact: ContactState, data: Data) -> None:
@@ -490,7 +503,8 @@ def _offer_closed(state: RouterState, contact: ContactState, data: Data) -> None
     state.closed_offers.remember(data["offer_id"], str(data.get("reason", "withdrawn")))
     if contact.offer is not None and contact.offer.offer_id == data["offer_id"]:
         contact.offer = None
-        contact.tried.add(data["agent_id"])
+        ended = state.applying.type if state.applying is not None else ev.OFFER_REVOKED
+        contact.tried[data["agent_id"]] = _HOW_OFFERS_END.get(ended, "revoked")
         if contact.status == OFFERED:
             contact.status = WAITING
 
@@ -502,6 +516,7 @@ def _assigned(state: RouterState, contact: ContactState, data: Data) -> None:
     contact.offer = None
     contact.agent_id = data["agent_id"]
     contact.status = ASSIGNED
+    contact.replan = False  # answered: a later move (a transfer) is the agent's choice, not a re-placement
     if contact.plan is not None and contact.queue_id is not None:
         waited_s = float(data["waited_s"])
         state.record(Outcome(float(data["at_s"]), contact.queue_id, True, waited_s,
@@ -514,6 +529,12 @@ def _finished(state: RouterState, contact: ContactState, data: Data) -> None:
         # The gateway counts the wait from the contact's arrival; a contact waiting again (a
         # transfer, a callback) has had its talk time since, which is no wait of this leg.
         waited_s = max(0.0, float(data.get("waited_s", 0.0)) - (contact.wait_from_s - contact.queued_at_s))
+        # The gateway measures the wait on its own clock (from its own occurred_at times): it
+        # cannot have waited longer than the router saw, up to when the event was stored. A
+        # gateway clock days ahead once dated an abandon in the future, which emptied the
+        # live figures (every outcome older than 24 h before it was dropped).
+        if state.applying is not None:
+            waited_s = min(waited_s, max(0.0, state.applying.recorded_at.timestamp() - contact.wait_from_s))
         at_s = float(data.get("at_s") or contact.wait_from_s + waited_s)
         state.record(Outcome(at_s, contact.queue_id, False, waited_s, False))
     contact.end_reason = contact.end_reason or data.get("cause") or data.get("disposition") or "ended"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from ..commands import CommandError, accept, complete, reject, set_presence, tra
 from ..decide import Decision
 from ..desk import Desk, DeskHub
 from ..service import RouterService
-from eventstore import EventStoreError
+from eventstore import EventStoreError, InvalidAppendError
 
 from . import keys
 from .auth import bearer, require_admin
@@ -139,7 +140,8 @@ async def desk_socket(request: web.Request) -> web.StreamResponse:
         await ws.send_str(orjson.dumps(_UNAVAILABLE | {"ref": None}).decode())
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"router unavailable")
         return ws
-    desk = hub.connect(agent_id, ws)
+    token = request.query.get("token") or bearer(request)
+    desk = hub.connect(agent_id, ws, hashlib.sha256(token.encode()).hexdigest() if token else None)
     pinger = asyncio.create_task(_ping(ws, desk, hub))
     try:
         async for message in ws:
@@ -244,7 +246,9 @@ def _commands(router: RouterService, agent_id: str, msg: dict[str, Any]) -> Deci
 
 
 async def _handle(router: RouterService, hub: DeskHub, desk: Desk, text: str) -> None:
-    if len(text) > MAX_BODY:
+    # The limit is of the frame's bytes (64 KiB), as documented, not of its characters: a
+    # frame of CJK text is three bytes a character.
+    if len(text) > MAX_BODY // 4 and len(text.encode("utf-8", "surrogatepass")) > MAX_BODY:
         hub.send(desk, {"type": "error", "code": "message_too_large",
                         "message": f"a desk message is at most {MAX_BODY // 1024} KiB", "ref": None})
         return
@@ -269,6 +273,10 @@ async def _handle(router: RouterService, hub: DeskHub, desk: Desk, text: str) ->
                 return
         except CommandError as exc:
             hub.send(desk, {"type": "error", "code": exc.code, "message": exc.message, "ref": ref})
+            return
+        except InvalidAppendError as exc:  # a text the log cannot hold (a NUL character): not worth a retry
+            hub.send(desk, {"type": "error", "code": "invalid_message",
+                            "message": f"this message cannot be recorded: {exc.message}", "ref": ref})
             return
         except EventStoreError as exc:
             # E.g. the database is away: the command is not stored, the desk stays open and the

@@ -193,6 +193,9 @@ async def test_a_transfer_over_the_desk_is_checked_then_offered_to_the_named_age
     ('{"type": "wrapup_done"}', "not_in_wrapup"),
     ('{"type": "transfer", "contact_id": "c-x", "to_queue": "vip", "note": "%s"}' % ("x" * 100_000),
      "message_too_large"),  # over 64 KiB: an error frame, not a closed connection
+    ('{"type": "transfer", "contact_id": "c-x", "to_queue": "vip", "note": "%s"}' % ("说" * 30_000),
+     "message_too_large"),  # 90 KB of CJK in 30,000 characters: the limit is of bytes
+    ('{"type": "state", "state": "available", "reason": "back\\u0000"}', "invalid_message"),  # a NUL
 ])
 async def test_bad_messages_get_error_frames_and_the_desk_stays_open(routed: Api, raw: str, code: str) -> None:
     ws, desk = await open_desk(routed, await new_agent(routed, "a1"))
@@ -248,6 +251,22 @@ async def test_an_agent_body_sent_in_pieces_is_read_whole(routed: Api) -> None:
     finally:
         writer.close()
     assert b" 201 " in status_line, status_line
+
+
+async def test_a_new_token_closes_a_desk_opened_with_the_old_one(routed: Api) -> None:
+    # Before: a new token refused new desks with the old one, but a desk already open with it
+    # (a leaked token in use) kept working and could still take and complete contacts.
+    old_token = await new_agent(routed, "a1")
+    ws, desk = await open_desk(routed, old_token)
+    status, issued = await routed.admin("POST", "/v1/agents/a1/token")
+    assert status == 201
+    error = await desk.expect("error")
+    assert error["code"] == "token_revoked"
+    async with asyncio.timeout(5):
+        await ws.wait_closed()
+    assert ws.close_code == 4001
+    new_ws, new_desk = await open_desk(routed, issued["token"])  # the new token works
+    await new_ws.close()
 
 
 async def test_desk_needs_a_valid_token(routed: Api) -> None:

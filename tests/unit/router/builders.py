@@ -28,11 +28,13 @@ class Log:
         self.versions: dict[str, int] = {}
         self.position = 0
 
-    def add(self, stream_id: str, type_: str, data: dict[str, Any]) -> None:
+    def add(self, stream_id: str, type_: str, data: dict[str, Any], *, recorded_at_s: float | None = None) -> None:
         self.versions[stream_id] = self.versions.get(stream_id, 0) + 1
         self.position += 1
+        recorded_at = (datetime.fromtimestamp(recorded_at_s, timezone.utc) if recorded_at_s is not None
+                       else datetime.now(timezone.utc))
         event = RecordedEvent(uuid.uuid4(), stream_id, self.versions[stream_id], self.position, self.position,
-                              type_, data, {}, datetime.now(timezone.utc))
+                              type_, data, {}, recorded_at)
         self.state.apply(event)
 
     @classmethod

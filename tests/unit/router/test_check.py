@@ -141,6 +141,19 @@ def test_a_move_to_another_queue_is_judged_by_that_queues_sla_target() -> None:
     assert any("waited past its SLA" in v for v in late["violations"]), late
 
 
+def test_a_breach_marked_before_a_re_placement_in_the_same_wait_still_counts() -> None:
+    # Before: placed again (its intent changed) after its breach was marked, the contact was
+    # reported as past its SLA with no mark, though the router keeps the mark for that wait.
+    later = [("agent-default:a2", ev.AGENT_STATE_CHANGED, {"state": "away"})]
+    replaced = [(C, ev.SLA_BREACHED, {}), (C, ev.CONTACT_QUEUED, {"plan": HARD_PLAN, "queued_at_s": NOW})]
+    report = run(AGENT + arrive() + replaced + later, now_s=NOW + 3600, log_ends_s=NOW + 200)
+    assert report["ok"], report["violations"]
+    # Queued afresh (a new wait) is judged afresh.
+    fresh = [(C, ev.SLA_BREACHED, {}), (C, ev.CONTACT_QUEUED, {"plan": HARD_PLAN, "queued_at_s": NOW + 100})]
+    report = run(AGENT + arrive() + fresh + later, now_s=NOW + 3600, log_ends_s=NOW + 200)
+    assert any("waited past its SLA" in v for v in report["violations"]), report
+
+
 def test_a_follow_up_deadline_never_marked_is_caught() -> None:
     plan = {**HARD_PLAN, "deadlines": {"follow_up": NOW + 100}}
     events = [*AGENT, (C, ev.CONTACT_ARRIVED, {"channel": "phone"}),

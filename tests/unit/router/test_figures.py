@@ -91,3 +91,28 @@ def test_contacts_in_a_queue_the_active_policy_dropped_still_count() -> None:
     assert retired["sla"]["answer_within_s"] == POLICY.queues[queue_id].answer_within_s
     assert summary(figures)["waiting"] == 2
     assert all(not q["retired"] for q in figures if q["queue"] != queue_id)
+
+
+def test_an_abandon_dated_days_ahead_by_a_gateway_clock_does_not_empty_the_figures() -> None:
+    # Before: the wait came from the gateway's clock alone; a hang-up dated three days ahead
+    # made an outcome "in three days", and everything older than a day before it was dropped.
+    from router.decide import place
+
+    log = Log()
+    log.add("contact-default:c0", ev.CONTACT_ARRIVED, _arrival("c0"), recorded_at_s=NOW - 120)
+    log.commit(place(log.state, log.state.contacts["c0"], POLICY, NOW - 120))
+    queue = log.state.contacts["c0"].queue_id
+    log.state.record(Outcome(NOW - 100, queue, True, 20.0, True))  # answered earlier today
+    log.add("contact-default:c0", ev.CUSTOMER_ABANDONED, {"contact_id": "c0", "waited_s": 3 * 86_400.0},
+            recorded_at_s=NOW - 90)
+    today = figures_for(log.state, queue)["today"]
+    assert (today["answered"], today["abandoned"]) == (1, 1)
+    assert max(o.at_s for o in log.state.outcomes) <= NOW - 90  # counted when it was received
+
+
+def _arrival(contact_id: str) -> dict[str, object]:
+    from channels.events import facts_to_data
+    from policies.vocabulary import Channel, ContactFacts
+
+    return {**facts_to_data(ContactFacts(contact_id=contact_id, channel=Channel.PHONE)),
+            "occurred_at": "2026-09-22T09:58:00+08:00"}

@@ -10,7 +10,7 @@ from router.commands import CommandError, accept, complete, reactions, reject, s
 from router.decide import next_offers, offered, place
 from router.desk import contact_summary
 from router.state import ASSIGNED, DONE, OFFERED, WAITING
-from router.timers import TimerSettings, fire, timers_for_agent, timers_for_contact
+from router.timers import Timer, TimerSettings, fire, timers_for_agent, timers_for_contact
 from tests.unit.router.builders import NOW, POLICY, Log
 
 SETTINGS = TimerSettings(disconnect_grace_s=15, max_missed_offers=2)
@@ -222,12 +222,39 @@ def test_offer_timeout_moves_on_and_repeated_misses_set_the_agent_away() -> None
     assert log.state.agents["a1"].presence is Presence.AWAY
 
 
-def test_a_stale_timer_does_nothing() -> None:
+def offered_to_the_only_agent() -> tuple[Log, Timer]:
+    """One agent, one contact offered to it; and that offer's expiry timer."""
     log = Log()
     log.agent("a1")
     placed(log, "c1")
     offers(log)
-    timer = next(t for t in timers_for_contact(log.state.contacts["c1"]) if t.kind == "offer_expiry")
+    return log, next(t for t in timers_for_contact(log.state.contacts["c1"]) if t.kind == "offer_expiry")
+
+
+def test_an_agent_whose_offer_expired_gets_the_contact_again_when_nobody_else_is_free() -> None:
+    # Before: expired offers excluded the agent for good, so the only agent, back from away,
+    # sat idle while the contact waited ("no idle agent while an eligible contact waits").
+    log, timer = offered_to_the_only_agent()
+    for decision in fire(log.state, timer, timer.due_s, SETTINGS):
+        log.commit(decision)
+    assert log.state.contacts["c1"].tried == {"a1": "expired"}
+    again = next_offers(log.state, timer.due_s + 1)
+    assert [offered(d) for d in again] == [{"c1": "a1"}]
+    assert "offered again" in str(again[0].parts)
+
+
+def test_an_agent_who_rejected_never_gets_the_contact_back_even_alone() -> None:
+    log = Log()
+    log.agent("a1")
+    placed(log, "c1")
+    offers(log)
+    log.commit(reject(log.state, "a1", log.state.contacts["c1"].offer.offer_id, "not mine", NOW + 1))
+    assert log.state.contacts["c1"].tried == {"a1": "rejected"}
+    assert next_offers(log.state, NOW + 2) == []
+
+
+def test_a_stale_timer_does_nothing() -> None:
+    log, timer = offered_to_the_only_agent()
     log.commit(accept(log.state, "a1", log.state.contacts["c1"].offer.offer_id, NOW + 1))
     assert fire(log.state, timer, timer.due_s + 5, SETTINGS) == []
 
@@ -247,6 +274,70 @@ def test_hard_constraints_survive_every_escalation() -> None:
     assert contact.steps_done == len(contact.plan.escalations)
     log.add("agent-default:signer", ev.AGENT_STATE_CHANGED, {"agent_id": "signer", "state": "available", "at_s": now})
     assert offers(log, now + 1) == {"deaf": "signer"}
+
+
+@pytest.mark.parametrize("change", [
+    {"skills": {"general": 3}},  # the fraud skill the queue requires is gone
+    {"channels": {"webchat": 2}},  # no phone any more
+    {"total_capacity": 0},
+])
+def test_an_offer_the_agents_new_profile_rules_out_is_withdrawn_not_accepted(change: dict[str, object]) -> None:
+    # Before: the PATCH landed, the offer stayed pending, and an accept assigned a fraud call
+    # to an agent without the skill (or above capacity); `contact-router check` then failed.
+    log = Log()
+    log.agent("k1", skills={"fraud": 4, "general": 3})
+    placed(log, "c1", intent=Intent.FRAUD)
+    assert offers(log) == {"c1": "k1"}
+    offer_id = log.state.contacts["c1"].offer.offer_id
+    log.state.touched_contacts.clear()
+    log.add("agent-default:k1", ev.AGENT_UPDATED, {"agent_id": "k1", **change})
+    assert "c1" in log.state.touched_contacts  # the round looks at the offer again
+    with pytest.raises(CommandError) as refused:
+        accept(log.state, "k1", offer_id, NOW + 2)
+    assert refused.value.code == "offer_withdrawn"
+    [revoke] = reactions(log.state, log.state.contacts["c1"], NOW + 2)
+    log.commit(revoke)
+    assert log.state.contacts["c1"].status == WAITING and log.state.agents["k1"].offers == {}
+
+
+def test_a_profile_change_that_still_fits_leaves_the_offer_alone() -> None:
+    log = Log()
+    log.agent("k1", skills={"fraud": 4, "general": 3})
+    placed(log, "c1", intent=Intent.FRAUD)
+    offers(log)
+    offer_id = log.state.contacts["c1"].offer.offer_id
+    log.add("agent-default:k1", ev.AGENT_UPDATED, {"agent_id": "k1", "name": "Kim", "skills": {"fraud": 5}})
+    assert reactions(log.state, log.state.contacts["c1"], NOW + 2) == []
+    log.commit(accept(log.state, "k1", offer_id, NOW + 2))
+    assert log.state.contacts["c1"].status == ASSIGNED
+
+
+def test_an_intent_change_during_an_offer_places_the_contact_again_when_the_offer_comes_back() -> None:
+    # Before: the change was noted only for waiting contacts; after the reject the contact
+    # stayed in `general` with its old priority for good.
+    log = Log()
+    log.agent("k1", skills={"fraud": 4, "general": 3})
+    placed(log, "c1", intent=Intent.SPEAK_TO_AGENT)
+    first_queue = log.state.contacts["c1"].queue_id
+    offers(log)
+    log.add("contact-default:c1", ev.CONTACT_INTENT_CHANGED, {"contact_id": "c1", "intent": "fraud", "repeat_count": 1})
+    contact = log.state.contacts["c1"]
+    assert contact.status == OFFERED and contact.replan
+    log.commit(reject(log.state, "k1", contact.offer.offer_id, "wrong desk", NOW + 1))
+    assert contact.status == WAITING and contact.replan  # the round places it again now
+    log.commit(place(log.state, contact, POLICY, NOW + 2))
+    assert contact.queue_id != first_queue and not contact.replan
+
+
+def test_an_intent_change_after_the_answer_does_not_move_the_contact_later() -> None:
+    log = Log()
+    log.agent("k1", skills={"fraud": 4, "general": 3})
+    placed(log, "c1", intent=Intent.SPEAK_TO_AGENT)
+    offers(log)
+    contact = log.state.contacts["c1"]
+    log.add("contact-default:c1", ev.CONTACT_INTENT_CHANGED, {"contact_id": "c1", "intent": "fraud", "repeat_count": 1})
+    log.commit(accept(log.state, "k1", contact.offer.offer_id, NOW + 1))
+    assert contact.status == ASSIGNED and not contact.replan
 
 
 def test_customer_leaving_revokes_the_offer_and_frees_the_agent() -> None:
@@ -273,6 +364,25 @@ def test_transfer_to_a_named_agent_keeps_hard_requirements() -> None:
     log.commit(transfer(log.state, "a1", "c1", None, "a3", "needs a senior", NOW + 30))
     log.commit(wrapup_done(log.state, "a1", NOW + 31))
     assert offers(log, NOW + 31) == {"c1": "a3"}  # not a2, though a2 has been idle longer
+
+
+def test_passing_a_contact_back_and_forth_does_not_pile_up_priority() -> None:
+    # Before: +100 per transfer; ten moves put a general call ahead of lost cards and fraud.
+    log = Log()
+    log.agent("a1", skills={"fraud": 4}, at_s=NOW - 100)
+    log.agent("a2", skills={"fraud": 4}, at_s=NOW - 50)
+    placed(log, "c1", intent=Intent.FRAUD)
+    offers(log)
+    holder, other = "a1", "a2"
+    log.commit(accept(log.state, holder, log.state.contacts["c1"].offer.offer_id, NOW + 1))
+    for hop in range(4):
+        at = NOW + 10 * (hop + 1)
+        log.commit(transfer(log.state, holder, "c1", None, other, "yours", at))
+        log.commit(wrapup_done(log.state, holder, at + 1))
+        assert offers(log, at + 1) == {"c1": other}
+        log.commit(accept(log.state, other, log.state.contacts["c1"].offer.offer_id, at + 2))
+        holder, other = other, holder
+    assert log.state.contacts["c1"].priority_boost == 100.0
 
 
 def test_a_transferred_contact_waits_afresh_for_the_sla_and_the_figures() -> None:
