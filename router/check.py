@@ -153,9 +153,16 @@ class Checker:
         elif kind in (ev.CONTACT_TRANSFERRED, ev.CONTACT_REQUEUED):
             contact.assignee = None
             if kind == ev.CONTACT_REQUEUED:
+                # A move (a transfer, an overflow, a named agent's fallback) keeps every hard
+                # requirement but the named agent.
+                contact.hard = [r for r in contact.hard if r["kind"] != "agent"]
+                self._kept_hard(contact_id, contact, data.get("requirements", []), event)
                 contact.hard = [r for r in data.get("requirements", []) if r.get("hard") and r["kind"] != "agent"]
-                if data.get("answer_within_s") is not None:  # a transfer to a queue with its own target
-                    contact.answer_within_s = float(data["answer_within_s"])
+                if data.get("answer_within_s") is not None:  # a move to a queue with its own target
+                    target = float(data["answer_within_s"])
+                    if data.get("same_wait") and contact.sla_due_s is not None and contact.answer_within_s is not None:
+                        contact.sla_due_s += target - contact.answer_within_s  # an overflow: the same wait
+                    contact.answer_within_s = target
                 if not data.get("same_wait"):  # a named agent's fallback goes on with the same wait
                     self._waits_again(contact, data)
         elif kind == ev.CALLBACK_DUE:
@@ -197,7 +204,7 @@ class Checker:
         for req in contact.hard:
             if not any(r["kind"] == req["kind"] and r["name"] == req["name"]
                        and int(r.get("min_level", 0)) >= int(req.get("min_level", 0)) for r in now_required):
-                self.violations.append(f"escalation relaxed the hard requirement {req['kind']} {req['name']} "
+                self.violations.append(f"{event.type} relaxed the hard requirement {req['kind']} {req['name']} "
                                        f"of contact {_named(contact_id)} (position {event.position})")
 
     # -- the verdict ----------------------------------------------------------------------

@@ -236,9 +236,10 @@ def transfer(state: RouterState, agent_id: str, contact_id: object, to_queue: ob
              "note": note[:1000] if isinstance(note, str) else ""}
     requeued = {**base, "queue_id": to_queue or contact.queue_id, "requirements": [r.to_json() for r in hard + target],
                 "reason": "transfer", "priority_boost": max(0.0, TRANSFER_BOOST - contact.priority_boost)}
-    if to_queue and policy is not None:  # the new wait is held to that queue's SLA target
+    if to_queue and policy is not None:  # the new wait is held to that queue's SLA target and max wait
         queue = policy.queues[str(to_queue)]
-        requeued.update(answer_within_s=queue.answer_within_s, wrapup_s=queue.wrapup_s)
+        requeued.update(answer_within_s=queue.answer_within_s, wrapup_s=queue.wrapup_s,
+                        max_wait_s=queue.max_wait_s, overflow_to=queue.overflow_to)
     return Decision("transfer", (
         Part(contact.stream_id, contact.version, ((ev.CONTACT_TRANSFERRED, moved), (ev.CONTACT_REQUEUED, requeued))),
         Part(agent.stream_id, agent.version, _free(agent, contact, "transferred", now_s))),

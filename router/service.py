@@ -388,7 +388,9 @@ class RouterService:
         if not self.is_leader:
             return
         try:
-            for decision in fire(self.state, timer, self._clock(), self.settings.timers, self._policy().queues):
+            policy = self._policy()
+            for decision in fire(self.state, timer, self._clock(), self.settings.timers, policy.queues,
+                                 policy.home_language):
                 if not await self.submit(decision):
                     # Stale: a stream it was decided on moved, often not the timer's own (an
                     # offer's expiry also writes the agent's stream, which a desk command may

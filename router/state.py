@@ -66,6 +66,11 @@ class ContactState:
     # contact to another queue (None: the plan's queue's, see `answer_within_s`).
     sla_target_s: float | None = None
     wrapup_s: float | None = None
+    # A transfer to a queue (or an overflow from one) moves the contact off its plan's
+    # timeline: that queue's own max wait and overflow then apply, counted from the move.
+    max_wait_s: float | None = None
+    overflow_to: str | None = None
+    moved_at_s: float = 0.0
     steps_done: int = 0
     offer: Offer | None = None
     tried: dict[str, str] = field(default_factory=dict)  # agent -> how its offer ended: rejected, expired, revoked
@@ -441,6 +446,7 @@ def _queued(state: RouterState, contact: ContactState, data: Data) -> None:
     contact.wait_from_s = contact.queued_at_s
     contact.requirements = None
     contact.sla_target_s = contact.wrapup_s = None  # placed again: the new plan's queue's, not a moved-to one's
+    contact.max_wait_s, contact.overflow_to = None, None  # and its plan's timeline again
     contact.steps_done = 0
     contact.replan = False
     if contact.plan.callback_at_s is not None and contact.callback_at_s is None:  # e.g. after hours
@@ -455,6 +461,9 @@ def _requeued(state: RouterState, contact: ContactState, data: Data) -> None:
     contact.queue_id = data["queue_id"]
     contact.requirements = tuple(requirement_from_json(r) for r in data["requirements"])
     _queue_targets(contact, data)
+    contact.max_wait_s = None if data.get("max_wait_s") is None else float(data["max_wait_s"])
+    contact.overflow_to = data.get("overflow_to")
+    contact.moved_at_s = float(data["at_s"])
     contact.priority_boost += float(data.get("priority_boost", 0.0))
     if data.get("same_wait"):  # a named agent did not take it: the same wait goes on, elsewhere
         return

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from policies.plan import StepAction
-from policies.timeline import QueueInfo
+from policies.timeline import QueueInfo, merge as merge_requirements, queue_requirements
 from policies.vocabulary import Presence
 
 from . import events as ev
@@ -62,6 +62,10 @@ def timers_for_contact(contact: ContactState) -> list[Timer]:
             step = plan.escalations[contact.steps_done]
             out.append(Timer(f"escalate:{cid}:{contact.steps_done}", contact.queued_at_s + step.after_s,
                              "escalate", cid, str(contact.steps_done)))
+        elif contact.requirements is not None and contact.max_wait_s is not None and contact.overflow_to:
+            # Moved off its plan (a transfer to a queue): that queue's max wait, from the move.
+            out.append(Timer(f"overflow:{cid}:{contact.moved_at_s}", contact.moved_at_s + contact.max_wait_s,
+                             "overflow", cid, contact.queue_id or ""))
         if not contact.sla_breached:
             out.append(Timer(f"sla:{cid}:{contact.wait_from_s}", contact.wait_from_s + answer_within_s(contact),
                              "sla", cid))
@@ -80,12 +84,15 @@ def timers_for_agent(agent: AgentState, settings: TimerSettings) -> list[Timer]:
 
 
 def fire(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings,
-         queues: Mapping[str, QueueInfo] | None = None) -> list[Decision]:
+         queues: Mapping[str, QueueInfo] | None = None, home_language: str | None = None) -> list[Decision]:
     """What a timer that fires now decides, after re-checking the state ([] when stale).
     `queues`: the active policy's, for the SLA target and wrap-up of a queue an escalation
-    moves the contact to (without them, the contact keeps its plan's)."""
+    moves the contact to (without them, the contact keeps its plan's), and for a transferred
+    contact's overflow (with `home_language`, to resolve that queue's requirements)."""
     if timer.kind == "escalate":
         return _escalate(state, timer, now_s, queues or {})
+    if timer.kind == "overflow":
+        return _overflow(state, timer, now_s, queues or {}, home_language)
     handler = _FIRE[timer.kind]
     return handler(state, timer, now_s, settings)
 
@@ -126,6 +133,31 @@ def _escalate(state: RouterState, timer: Timer, now_s: float, queues: Mapping[st
         events.append((ev.CALLBACK_SCHEDULED, {"contact_id": contact.contact_id,
                                                "callback_at_s": step.params["callback_at_s"], "at_s": now_s}))
     return [Decision("escalate", (Part(contact.stream_id, contact.version, tuple(events)),), contact.contact_id)]
+
+
+def _overflow(state: RouterState, timer: Timer, now_s: float, queues: Mapping[str, QueueInfo],
+              home_language: str | None) -> list[Decision]:
+    """A contact moved to a queue (a transfer) waited that queue's max wait: on to the queue it
+    overflows to, with the same wait. Its hard requirements go along; the left queue's others
+    are dropped and the new queue's added, as on the plan's own timeline."""
+    contact = state.contacts.get(timer.ref)
+    if contact is None or contact.status not in (WAITING, OFFERED) or contact.requirements is None \
+            or contact.max_wait_s is None or not contact.overflow_to or contact.queue_id != timer.arg \
+            or now_s < contact.moved_at_s + contact.max_wait_s:
+        return []
+    target = queues.get(contact.overflow_to)
+    if target is None:  # the policy no longer has that queue: the contact stays where it is
+        return []
+    kept = tuple(r for r in contact.requirements if r.hard)
+    if home_language is not None and contact.facts is not None:
+        kept = merge_requirements(kept, queue_requirements(target, contact.facts, home_language))
+    data = {"contact_id": contact.contact_id, "queue_id": target.id, "requirements": [r.to_json() for r in kept],
+            "reason": "max_wait_overflow",
+            "detail": f"waited {contact.max_wait_s:.0f} s in {contact.queue_id}", "same_wait": True,
+            "answer_within_s": target.answer_within_s, "wrapup_s": target.wrapup_s,
+            "max_wait_s": target.max_wait_s, "overflow_to": target.overflow_to, "at_s": now_s}
+    return [Decision("overflow", (Part(contact.stream_id, contact.version, ((ev.CONTACT_REQUEUED, data),)),),
+                     contact.contact_id)]
 
 
 def _sla(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings) -> list[Decision]:

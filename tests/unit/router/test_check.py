@@ -33,6 +33,7 @@ AGENT = [("agent-default:a1", ev.AGENT_REGISTERED, {"channels": {"phone": 1}, "t
          ("agent-default:a2", ev.AGENT_REGISTERED, {"channels": {"phone": 1}, "total_capacity": 1,
                                                     "skills": {"general": 3}, "languages": ["zh"]})]
 C = "contact-default:c1"
+KEPT = [r for r in HARD_PLAN["requirements"] if r["hard"]]  # what a move keeps
 
 
 def offer(offer_id: str, agent: str, contact: str = C) -> list[tuple[str, str, dict[str, Any]]]:
@@ -112,7 +113,7 @@ def test_a_wait_past_its_sla_without_a_breach_mark_is_caught_by_the_logs_clock()
                    log_ends_s=NOW + 200)
     assert answered["ok"], answered["violations"]
     # A transfer starts a new wait: its SLA counts from the requeue.
-    moved = [(C, ev.CONTACT_TRANSFERRED, {}), (C, ev.CONTACT_REQUEUED, {"at_s": NOW + 150, "requirements": []})]
+    moved = [(C, ev.CONTACT_TRANSFERRED, {}), (C, ev.CONTACT_REQUEUED, {"at_s": NOW + 150, "requirements": KEPT})]
     requeued = run(AGENT + arrive() + offer("o1", "a1") + assign("o1", "a1") + moved + later, now_s=NOW + 3600,
                    log_ends_s=NOW + 200)
     assert requeued["ok"], requeued["violations"]
@@ -120,7 +121,7 @@ def test_a_wait_past_its_sla_without_a_breach_mark_is_caught_by_the_logs_clock()
                             now_s=NOW + 3600, log_ends_s=NOW + 300)
     assert any("waited past its SLA" in v for v in requeued_long_ago["violations"])
     # A named agent's fallback goes on with the same wait: it does not restart the SLA clock.
-    fallback = [(C, ev.CONTACT_REQUEUED, {"at_s": NOW + 190, "requirements": [], "same_wait": True})]
+    fallback = [(C, ev.CONTACT_REQUEUED, {"at_s": NOW + 190, "requirements": KEPT, "same_wait": True})]
     went_on = run(AGENT + arrive() + offer("o1", "a1") + assign("o1", "a1") + moved + fallback + later,
                   now_s=NOW + 3600, log_ends_s=NOW + 235)  # due NOW + 170, past by 65 s
     assert any("waited past its SLA" in v for v in went_on["violations"]), went_on
@@ -130,7 +131,7 @@ def test_a_move_to_another_queue_is_judged_by_that_queues_sla_target() -> None:
     later = [("agent-default:a2", ev.AGENT_STATE_CHANGED, {"state": "away"})]
     # A transfer to a queue answering within 120 s (the plan's 20 s): 50 s into the new wait is fine.
     moved = [(C, ev.CONTACT_TRANSFERRED, {}),
-             (C, ev.CONTACT_REQUEUED, {"at_s": NOW + 150, "requirements": [], "answer_within_s": 120.0})]
+             (C, ev.CONTACT_REQUEUED, {"at_s": NOW + 150, "requirements": KEPT, "answer_within_s": 120.0})]
     base = AGENT + arrive() + offer("o1", "a1") + assign("o1", "a1") + moved + later
     assert run(base, now_s=NOW + 3600, log_ends_s=NOW + 200)["ok"]
     assert not run(base, now_s=NOW + 3600, log_ends_s=NOW + 400)["ok"]  # due NOW + 270, and a minute's grace
@@ -152,6 +153,13 @@ def test_a_breach_marked_before_a_re_placement_in_the_same_wait_still_counts() -
     fresh = [(C, ev.SLA_BREACHED, {}), (C, ev.CONTACT_QUEUED, {"plan": HARD_PLAN, "queued_at_s": NOW + 100})]
     report = run(AGENT + arrive() + fresh + later, now_s=NOW + 3600, log_ends_s=NOW + 200)
     assert any("waited past its SLA" in v for v in report["violations"]), report
+
+
+def test_a_move_that_drops_a_hard_requirement_is_caught() -> None:
+    moved = [(C, ev.CONTACT_TRANSFERRED, {}), (C, ev.CONTACT_REQUEUED, {"at_s": NOW + 150, "requirements": []})]
+    report = run(AGENT + arrive() + offer("o1", "a1") + assign("o1", "a1") + moved)
+    assert any("ContactRequeued relaxed the hard requirement skill sign_language" in v
+               for v in report["violations"]), report
 
 
 def test_a_follow_up_deadline_never_marked_is_caught() -> None:

@@ -431,6 +431,51 @@ def test_a_contact_transferred_to_another_queue_is_held_to_that_queues_sla_and_w
     assert log.state.agents["a2"].wrapup_until_s == NOW + 200 + 300
 
 
+def test_a_contact_transferred_to_a_queue_overflows_after_that_queues_max_wait() -> None:
+    """repeat_senior waits at most 300 s, then overflows to general (found by an audit: a
+    transferred contact never left the queue, though an agent was free in general)."""
+    from router.check import Checker
+
+    events: list[tuple[str, str, dict[str, object]]] = []
+
+    def build(log: Log) -> None:
+        log.agent("a1", skills={"general": 3, "credit_card": 3}, at_s=NOW - 100)
+        log.agent("senior", skills={"senior": 4, "general": 3}, available=False)
+        placed(log, "c1", intent=Intent.CREDIT_CARD)
+        offers(log)
+        log.commit(accept(log.state, "a1", log.state.contacts["c1"].offer.offer_id, NOW + 2))
+        log.commit(transfer(log.state, "a1", "c1", "repeat_senior", None, "a senior, please", NOW + 100,
+                            policy=POLICY))
+        log.commit(wrapup_done(log.state, "a1", NOW + 101))
+        contact = log.state.contacts["c1"]
+        assert offers(log, NOW + 102) == {}  # a1 is no senior
+        [overflow] = [t for t in timers_for_contact(contact) if t.kind == "overflow"]
+        assert overflow.due_s == NOW + 100 + 300
+        assert fire(log.state, overflow, NOW + 399, SETTINGS, POLICY.queues, POLICY.home_language) == []
+        for decision in fire(log.state, overflow, NOW + 400, SETTINGS, POLICY.queues, POLICY.home_language):
+            log.commit(decision)
+        assert contact.queue_id == "general" and contact.wait_from_s == NOW + 100  # the same wait
+        assert offers(log, NOW + 401) == {"c1": "a1"}
+        log.commit(accept(log.state, "a1", contact.offer.offer_id, NOW + 402))
+        log.commit(complete(log.state, "a1", "c1", "resolved", NOW + 500))
+
+    for stream, type_, data in Log.events_of(build):
+        events.append((stream, type_, data))
+    checker = Checker()
+    import uuid
+    from datetime import datetime, timezone
+
+    from eventstore import RecordedEvent
+
+    versions: dict[str, int] = {}
+    for position, (stream, type_, data) in enumerate(events, 1):
+        versions[stream] = versions.get(stream, 0) + 1
+        checker.feed(RecordedEvent(uuid.uuid4(), stream, versions[stream], position, position, type_, data, {},
+                                   datetime.fromtimestamp(NOW + 500, timezone.utc)))
+    report = checker.report(NOW + 600)
+    assert not [v for v in report["violations"] if "relaxed" in v], report["violations"]
+
+
 def test_an_escalation_to_another_queue_moves_the_sla_target_within_the_same_wait() -> None:
     log = Log()
     log.agent("a1", skills={"complaints": 3}, available=False)
