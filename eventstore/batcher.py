@@ -16,8 +16,8 @@ an item names the keys it writes and the keys it only reads. Two writers of a ke
 never share a batch, nor does a reader behind a writer of its key (it would read the
 key as it was before the batch, not after the write it queued behind); a writer
 behind readers may join them (they read first, as they came first). An item that
-must wait also holds back every later item sharing a key with it, so items on one
-key always go in the order they came.
+must wait also holds back every later item that would pass it on a key (reads may pass
+reads), so writes on one key, and reads against them, go in the order they came.
 """
 
 from __future__ import annotations
@@ -110,7 +110,11 @@ class GroupCommitter(Generic[T, R]):
         scan for others is bounded."""
         batch: list[Pending[T, R]] = []
         written: set[Hashable] = set()  # keys the batch writes
-        held: set[Hashable] = set()  # keys of items left waiting: later items on them wait too
+        # Keys of items left waiting: a later item that would pass one of them on a key (a
+        # write after a waiting read or write, a read after a waiting write) waits too. Reads
+        # may pass reads: every fenced routing decision reads the leader's epoch.
+        held_writes: set[Hashable] = set()
+        held_reads: set[Hashable] = set()
         waiting: list[Pending[T, R]] = []
         total = 0
         while self._queue and len(waiting) < self._max_batch_events:
@@ -120,12 +124,15 @@ class GroupCommitter(Generic[T, R]):
             self._queue.popleft()
             if self._keys is not None:
                 writes, reads = self._keys(pending.item)
-                touched = {*writes, *reads}
-                if not touched.isdisjoint(written) or (held and not touched.isdisjoint(held)):
+                writes, reads = set(writes), set(reads)
+                touched = writes | reads
+                if (not touched.isdisjoint(written) or (held_writes and not touched.isdisjoint(held_writes))
+                        or (held_reads and not writes.isdisjoint(held_reads))):
                     waiting.append(pending)
-                    held |= touched
+                    held_writes |= writes
+                    held_reads |= reads
                     continue
-                written.update(writes)
+                written |= writes
             batch.append(pending)
             total += pending.size
         self._queue.extendleft(reversed(waiting))

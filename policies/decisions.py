@@ -36,7 +36,20 @@ class AlsoAccepts:
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # No NaN or infinity: a policy's numbers end up in events (JSON has neither) and in timers.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+
+
+# Upper bounds of a policy's numbers: well beyond any real contact centre, and small enough that
+# timers stay datable and priorities stay comparable (found by an audit: `within_h: 1e305` was
+# accepted, and every arriving contact then waited unplaced).
+MAX_WAIT_S = 7 * 86_400.0  # escalation steps, max waits, SLA targets, wrap-ups: a week
+MAX_OFFER_TIMEOUT_S = 3_600.0
+MAX_DEADLINE_H = 366 * 24.0  # a follow-up within a year
+MAX_PRIORITY = 1_000_000.0
+MAX_PRIORITY_GROWTH_PER_MIN = 10_000.0
+MAX_REPEAT_COUNT = 1_000  # the gateways count repeat contacts up to this
+Priority = Annotated[float, Field(ge=-MAX_PRIORITY, le=MAX_PRIORITY)]
 
 
 AgentRef = Literal["dedicated", "last"]  # the customer's dedicated agent / the agent who last served them
@@ -123,9 +136,9 @@ ACTIONS = ("relax", "raise_priority", "overflow", "offer_callback", "page_superv
 class StepSpec(Model):
     """One escalation step: after `after_s` seconds of waiting, exactly one action."""
 
-    after_s: float = Field(ge=0)
+    after_s: float = Field(ge=0, le=MAX_WAIT_S)
     relax: RelaxSpec | None = None
-    raise_priority: float | None = None
+    raise_priority: Priority | None = None
     overflow: Ident | None = None
     offer_callback: Annotated[CallbackSpec | None, BeforeValidator(_callback_shorthand),
                               AlsoAccepts({"const": True})] = None
@@ -148,4 +161,4 @@ class StepSpec(Model):
 
 class DeadlineSpec(Model):
     name: Ident
-    within_h: float = Field(gt=0)
+    within_h: float = Field(gt=0, le=MAX_DEADLINE_H)

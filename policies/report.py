@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -115,6 +116,12 @@ def _schema_issue(err: ErrorDetails) -> Issue:
     return error(format_loc(loc), message, f"schema.{kind}")
 
 
+_SHORT = reprlib.Repr()  # (keyword arguments need Python 3.12)
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxtuple = 3, 4, 4, 4
+_SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 40
+
+
 def _show(value: object) -> str:
-    text = repr(value)
+    # reprlib, not repr: a refused value may be deep or huge, and only 60 characters are shown.
+    text = _SHORT.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -20,12 +20,17 @@ from policies.decisions import (
     AlsoAccepts,
     CONTACT,
     KINDS,
+    MAX_OFFER_TIMEOUT_S,
+    MAX_PRIORITY_GROWTH_PER_MIN,
+    MAX_REPEAT_COUNT,
+    MAX_WAIT_S,
     UNLESS_HOME,
     CallbackSpec,
     DeadlineSpec,
     EscalateSpec,
     Ident,
     Model,
+    Priority,
     RelaxSpec,
     RequirementSpec,
     StepSpec,
@@ -97,7 +102,7 @@ def _no_wrap(ranges: tuple[TimeRange, ...]) -> None:
 
 
 class SlaSpec(Model):
-    answer_within_s: float = Field(gt=0)
+    answer_within_s: float = Field(gt=0, le=MAX_WAIT_S)
     target_pct: float = Field(gt=0, le=100)
 
 
@@ -111,8 +116,8 @@ class MatchSpec(Model):
     speaks_home_language: bool | None = None
     needs: Needs | None = None
     tags: Words | None = None
-    repeat_count_min: int | None = Field(default=None, ge=0)
-    repeat_count_max: int | None = Field(default=None, ge=0)
+    repeat_count_min: int | None = Field(default=None, ge=0, le=MAX_REPEAT_COUNT)
+    repeat_count_max: int | None = Field(default=None, ge=0, le=MAX_REPEAT_COUNT)
     has_dedicated_agent: bool | None = None
     dialled_line: Words | None = None
     business_hours: Literal["open", "closed"] | None = None
@@ -153,9 +158,9 @@ class RuleSpec(Model):
     unless: MatchSpec | None = None
     queue: Ident
     require: tuple[RequirementSpec, ...] = ()
-    priority: float = 0
-    priority_growth_per_min: float | None = Field(default=None, ge=0)
-    offer_timeout_s: float | None = Field(default=None, gt=0)
+    priority: Priority = 0
+    priority_growth_per_min: float | None = Field(default=None, ge=0, le=MAX_PRIORITY_GROWTH_PER_MIN)
+    offer_timeout_s: float | None = Field(default=None, gt=0, le=MAX_OFFER_TIMEOUT_S)
     strategy: Strategy | None = None
     escalate: tuple[StepSpec, ...] = ()
     deadlines: tuple[DeadlineSpec, ...] = ()
@@ -169,16 +174,16 @@ class QueueSpec(Model):
     id: Ident
     name: str = ""
     sla: SlaSpec
-    max_wait_s: float | None = Field(default=None, gt=0)
+    max_wait_s: float | None = Field(default=None, gt=0, le=MAX_WAIT_S)
     overflow_to: Ident | None = None
-    wrapup_s: float = Field(default=0, ge=0)
+    wrapup_s: float = Field(default=0, ge=0, le=MAX_WAIT_S)
     require: tuple[RequirementSpec, ...] = ()
 
 
 class DefaultsSpec(Model):
-    offer_timeout_s: float = Field(default=20, gt=0)
+    offer_timeout_s: float = Field(default=20, gt=0, le=MAX_OFFER_TIMEOUT_S)
     strategy: Strategy = Strategy.LONGEST_IDLE
-    priority_growth_per_min: float = Field(default=1, ge=0)
+    priority_growth_per_min: float = Field(default=1, ge=0, le=MAX_PRIORITY_GROWTH_PER_MIN)
     require: tuple[RequirementSpec, ...] = ()  # applies to every rule, before the queue's and the rule's
     escalate: tuple[StepSpec, ...] = ()  # runs for every rule, merged by time with the rule's own steps
 

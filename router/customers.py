@@ -32,6 +32,7 @@ PROFILE_IMPORTED = "CustomerProfileImported"
 _NAMESPACE = uuid.UUID("1b0f1f0e-8a57-4c55-9c3c-5f1d1a4b7e21")
 _HISTORY_WINDOW = timedelta(days=8)  # a little over the 7-day repeat window
 _IMPORT_ATTEMPTS = 5  # concurrent imports of one customer, each re-read before it is tried again
+_IMPORT_READS = 3  # an import's reads at once: the pool's other connections stay free
 
 
 def profile_from_data(data: dict[str, Any]) -> CustomerProfile:
@@ -136,8 +137,13 @@ async def import_profiles(store: EventStore, report: ImportReport, *, actor: str
     received_at = datetime.now(timezone.utc).isoformat()
     # return_exceptions: every append is waited for, so that the answer counts what is stored
     # (with a plain gather, appends still running after the first failure could commit unseen).
+    # Why a bound on reads: each profile is compared with the customer's stream first, and ten
+    # thousand reads at once would fill the connection pool, holding the router's log follower
+    # and the gateways' reads behind an import for seconds (measured: 1.7 s). The appends go
+    # through the group commit, which batches them whatever their number.
+    reads = asyncio.Semaphore(_IMPORT_READS)
     results = await asyncio.gather(*(
-        _import_one(store, profile, actor=actor, domain=domain, received_at=received_at)
+        _import_one(store, profile, actor=actor, domain=domain, received_at=received_at, reads=reads)
         for profile in report.accepted
     ), return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException)]
@@ -152,7 +158,7 @@ async def import_profiles(store: EventStore, report: ImportReport, *, actor: str
 
 
 async def _import_one(store: EventStore, profile: CustomerProfile, *, actor: str, domain: str,
-                      received_at: str) -> bool:
+                      received_at: str, reads: asyncio.Semaphore) -> bool:
     """Make `profile` the customer's current one; False when it was already.
 
     Compared with the customer's stream, not with the history of imports: a profile that
@@ -164,7 +170,8 @@ async def _import_one(store: EventStore, profile: CustomerProfile, *, actor: str
     data = profile.to_data()
     digest = _digest(data)
     for _ in range(_IMPORT_ATTEMPTS):
-        history = await store.read_stream(stream_id)
+        async with reads:
+            history = await store.read_stream(stream_id)
         if history and _digest(history[-1].data) == digest:
             return False
         event = _profile_event(profile, data, digest, len(history), actor, received_at)

@@ -205,6 +205,8 @@ def next_offers(state: RouterState, now_s: float, limit: int = 1000,
         # must not sit idle while it waits either ("no idle agent while an eligible contact
         # waits"). Last, so that contacts the agent has not had yet go to it first.
         for contact in unserved:
+            if sum(taken.values()) >= limit:
+                break
             choice = pick_agent(state, contact, now_s, taken, busy_agents, second_chance=True)
             if choice is not None:
                 _offer_in_round(state, contact, choice, now_s, placed, taken, decisions)
@@ -276,9 +278,12 @@ def pick_agent(
     return best, _considered(plan.strategy, skipped, best, why)
 
 
+_SECOND_CHANCE = frozenset({"expired", "revoked"})  # not "rejected", nor "passed" (a named agent's fallback)
+
+
 def may_be_offered_again(contact: ContactState) -> bool:
     """Some agent's offer for it expired or was withdrawn (not rejected)."""
-    return any(how != "rejected" for how in contact.tried.values())
+    return any(how in _SECOND_CHANCE for how in contact.tried.values())
 
 
 def _best_free(state: RouterState, contact: ContactState, requirements: tuple[Requirement, ...],
@@ -350,7 +355,7 @@ def _eligible(state: RouterState, contact: ContactState, agent_id: str, requirem
     if agent_id in busy:
         skipped["a decision for this agent is being stored"] += 1
         return None
-    if agent_id in contact.tried and not (second_chance and contact.tried[agent_id] != "rejected"):
+    if agent_id in contact.tried and not (second_chance and contact.tried[agent_id] in _SECOND_CHANCE):
         skipped["already offered this contact"] += 1
         return None
     if taken[agent_id] and not _room_after(snap, contact.facts.channel, taken[agent_id]):

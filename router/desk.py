@@ -91,6 +91,9 @@ class DeskHub:
         desk.writer = asyncio.create_task(self._write(desk), name=f"desk-{agent_id}")
         self.desks[agent_id] = desk
         desk.outbox.put_nowait(self._hello(desk))
+        agent = self._state.agents.get(agent_id)
+        if agent is not None and token_sha256 is not None and agent.token_sha256 != token_sha256:
+            self._revoked(desk)  # a new token was issued while this desk was being opened
         return desk
 
     def disconnect(self, desk: Desk) -> bool:
@@ -117,18 +120,22 @@ class DeskHub:
                 continue
             desk = self.desks[agent_id]
             if desk.token_sha256 is not None and agent.token_sha256 != desk.token_sha256:
-                # A new token was issued (a lost or leaked one is replaced): the old one opens no
-                # desk any more, and a desk opened with it is closed too. Its closing is recorded
-                # as the agent's disconnection (it stays this agent's desk until it closes).
-                desk.outbox.put_nowait({"type": "error", "code": "token_revoked", "ref": None,
-                                        "message": "a new desk token was issued for you; sign in with it"})
-                desk.outbox.put_nowait({"type": "_close", "code": 4001, "reason": "token revoked"})
-                desk.token_sha256 = None  # said once
+                self._revoked(desk)
                 continue
             if not agent.connected and self.unrecorded is not None:
                 self.unrecorded(agent_id)
             for message in self._diff(self.desks[agent_id], agent):
                 self.desks[agent_id].outbox.put_nowait(message)
+
+    @staticmethod
+    def _revoked(desk: Desk) -> None:
+        """A new token was issued (a lost or leaked one is replaced): the old one opens no desk
+        any more, and a desk opened with it is closed too. Its closing is recorded as the
+        agent's disconnection (it stays this agent's desk until it closes)."""
+        desk.outbox.put_nowait({"type": "error", "code": "token_revoked", "ref": None,
+                                "message": "a new desk token was issued for you; sign in with it"})
+        desk.outbox.put_nowait({"type": "_close", "code": 4001, "reason": "token revoked"})
+        desk.token_sha256 = None  # said once
 
     @staticmethod
     def _replaced(desk: Desk) -> None:

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from channels.events import facts_from_data
 from eventstore import RecordedEvent
-from policies.plan import Requirement, RoutingPlan
+from policies.plan import Requirement, RequirementKind, RoutingPlan
 from policies.vocabulary import AgentProfile, AgentSnapshot, Channel, ContactFacts, Intent, Presence
 
 from . import events as ev
@@ -264,8 +264,10 @@ class RouterState:
         handler = handlers.get(event.type)
         if handler is not None:
             self.applying = event
-            handler(self, entity, event.data)
-            self.applying = None
+            try:
+                handler(self, entity, event.data)
+            finally:
+                self.applying = None
             after(event.stream_id.split(":", 1)[1])
         return True
 
@@ -458,6 +460,11 @@ def _queued(state: RouterState, contact: ContactState, data: Data) -> None:
 def _requeued(state: RouterState, contact: ContactState, data: Data) -> None:
     from .plancodec import requirement_from_json
 
+    if data.get("reason") == "named_agent_fallback":
+        # The named agent did not take it: it is not offered it again, not even as a second
+        # chance (an expired offer would otherwise allow one).
+        for named in (r.name for r in contact.requirements or () if r.kind is RequirementKind.AGENT):
+            contact.tried[named] = "passed"
     contact.queue_id = data["queue_id"]
     contact.requirements = tuple(requirement_from_json(r) for r in data["requirements"])
     _queue_targets(contact, data)
@@ -503,6 +510,7 @@ def _offer_made(state: RouterState, contact: ContactState, data: Data) -> None:
 
 
 _HOW_OFFERS_END: Final = {ev.OFFER_REJECTED: "rejected", ev.OFFER_EXPIRED: "expired"}
+_CLOCKS_SLACK_S: Final = 60.0  # how far the router's and the database's clocks may differ
 
 
 def _offer_closed(state: RouterState, contact: ContactState, data: Data) -> None:
@@ -543,7 +551,9 @@ def _finished(state: RouterState, contact: ContactState, data: Data) -> None:
         # gateway clock days ahead once dated an abandon in the future, which emptied the
         # live figures (every outcome older than 24 h before it was dropped).
         if state.applying is not None:
-            waited_s = min(waited_s, max(0.0, state.applying.recorded_at.timestamp() - contact.wait_from_s))
+            # (The slack: `recorded_at` is the database's clock, `wait_from_s` the router's.)
+            seen_s = state.applying.recorded_at.timestamp() - contact.wait_from_s + _CLOCKS_SLACK_S
+            waited_s = min(waited_s, max(0.0, seen_s))
         at_s = float(data.get("at_s") or contact.wait_from_s + waited_s)
         state.record(Outcome(at_s, contact.queue_id, False, waited_s, False))
     contact.end_reason = contact.end_reason or data.get("cause") or data.get("disposition") or "ended"

@@ -314,7 +314,7 @@ def openapi_paths(doc: dict[str, Any]) -> None:
                  "requestBody": {"required": True, "content": {"application/json": {
                      "schema": {"$ref": "#/components/schemas/NewAgent"}}}},
                  "responses": {"201": {"description": "registered", "content": json_body},
-                               **error_responses(400, 401, 403, 409, 413, 422)}},
+                               **error_responses(400, 401, 403, 409, 413, 415, 422)}},
         "get": {"summary": "All agents with their live state", "security": admin,
                 "responses": {"200": {"description": "agents", "content": json_body}, **error_responses(401, 403)}},
     }
@@ -330,7 +330,7 @@ def openapi_paths(doc: dict[str, Any]) -> None:
                   "requestBody": {"required": True, "content": {"application/json": {
                       "schema": {"$ref": "#/components/schemas/AgentChanges"}}}},
                   "responses": {"200": {"description": "changed", "content": json_body},
-                                **error_responses(400, 401, 403, 404, 413, 422)}},
+                                **error_responses(400, 401, 403, 404, 413, 415, 422)}},
     }
     doc["paths"]["/v1/agents/{agent_id}/token"] = {"post": {
         "summary": "Issue the agent's desk token (replaces the previous one)", "security": admin,

@@ -6,6 +6,7 @@ bounded sizes. The same models produce the OpenAPI schemas.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -127,9 +128,23 @@ class AgentSpec(Body):
 Roster = Annotated[list[AgentSpec], Field(max_length=MAX_ROSTER)]
 
 
+def _plausible_instant(value: datetime | None) -> datetime | None:
+    # Years 1 and 9999 with an offset overflow the time zone arithmetic (a 500 before).
+    if value is None:
+        return value
+    try:
+        year = value.astimezone(timezone.utc).year
+    except OverflowError:
+        year = value.year
+    if not 2000 <= year <= 2099:
+        raise ValueError("must be in the years 2000 to 2099")
+    return value
+
+
 class SimulateRequest(Body):
     contact: ContactSpec
-    at: AwareDatetime | None = Field(default=None, description="The arrival instant, RFC 3339; default now.")
+    at: Annotated[AwareDatetime | None, AfterValidator(_plausible_instant)] = Field(
+        default=None, description="The arrival instant, RFC 3339, in the years 2000 to 2099; default now.")
     roster: Roster | None = Field(default=None, description="Agents to rank; default the live roster, if any.")
     policy: PolicyDraft | None = Field(default=None, description="A draft to simulate instead of the active policy.")
     horizon_s: float = Field(default=1800.0, gt=0, le=MAX_HORIZON_S, description="How far to follow the timeline.")

@@ -153,10 +153,10 @@ def openapi_paths(doc: dict[str, Any]) -> None:
         "parameters": [{**IF_MATCH, "required": False}],
         "requestBody": {"required": True, "content": _json("RollbackRequest")},
         "responses": {**_ok("rolled back: the new version", "PolicyRecord", "201"),
-                      **error_responses(400, 401, 403, 404, 409, 413, 422, 503)}}}
+                      **error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503)}}}
     paths["/v1/policies/simulate"] = {"post": {
         "summary": "What a policy would do to a contact, step by step (nothing is stored)",
         "description": "Uses the active policy unless a draft is given, and the live roster unless one is given.",
         "security": ADMIN, "requestBody": {"required": True, "content": _json("SimulateRequest")},
         "responses": {**_ok("the simulation", "PolicySimulation"),
-                      **error_responses(400, 401, 403, 413, 422, 503)}}}
+                      **error_responses(400, 401, 403, 413, 415, 422, 503)}}}

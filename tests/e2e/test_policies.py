@@ -402,6 +402,12 @@ def by_wait(result: dict[str, Any]) -> dict[float, dict[str, Any]]:
     return {t["waited_s"]: t for t in result["timeline"]}
 
 
+@pytest.mark.parametrize("at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-14:00"])
+async def test_simulating_at_an_instant_out_of_range_is_a_clear_422(api: Api, at: str) -> None:
+    status, out = await simulate(api, {"contact": {"channel": "phone"}, "at": at})  # a 500 before (an audit)
+    assert (status, out["error"]["field"]) == (422, "at"), out
+
+
 async def test_simulate_a_vip_with_a_dedicated_relationship_manager(api: Api) -> None:
     roster = [agent("rm7", {"vip": 4, "senior": 4}, idle_min=1), agent("senior", {"vip": 5, "senior": 5}, idle_min=60),
               agent("junior", {"vip": 3}, idle_min=90)]

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import weakref
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -116,3 +117,38 @@ async def test_a_refused_append_leaves_no_reference_cycle() -> None:
     finally:
         gc.enable()
         await committer.close()
+
+
+async def test_reads_pass_a_waiting_read_but_nothing_passes_a_waiting_write() -> None:
+    # items: (name, writes, reads). "epoch" is read by every routing decision; one decision
+    # must wait (its contact is written ahead of it): the other decisions must not wait with
+    # it (that made one decision per batch), but a write of the epoch must.
+    batches: list[list[str]] = []
+
+    async def flush(batch: Sequence[Pending[tuple[str, tuple[str, ...], tuple[str, ...]], str]]) -> None:
+        batches.append([p.item[0] for p in batch])
+        for p in batch:
+            p.future.set_result(p.item[0])
+
+    committer: GroupCommitter[tuple[str, tuple[str, ...], tuple[str, ...]], str] = GroupCommitter(
+        flush, max_inflight=1, keys=lambda item: (item[1], item[2]))
+    blocker = asyncio.Event()
+
+    async def slow_flush(batch: Sequence[Pending[Any, str]]) -> None:
+        await blocker.wait()
+        await flush(batch)
+
+    committer._flush = slow_flush  # hold the first batch so the rest queue up
+    items = [("first", ("x",), ()), ("ingest-c0", ("c0",), ()), ("decide-c0", ("c0",), ("epoch",)),
+             *[(f"decide-c{i}", (f"c{i}",), ("epoch",)) for i in range(1, 6)], ("new-epoch", ("epoch",), ()),
+             ("decide-c9", ("c9",), ("epoch",))]
+    first = asyncio.create_task(committer.submit(items[0], 1))
+    await asyncio.sleep(0.01)
+    rest = [asyncio.create_task(committer.submit(i, 1)) for i in items[1:]]
+    await asyncio.sleep(0.01)
+    blocker.set()
+    await asyncio.gather(first, *rest)
+    await committer.close()
+    assert batches[1] == ["ingest-c0", *[f"decide-c{i}" for i in range(1, 6)]]
+    assert batches[2] == ["decide-c0", "new-epoch"]  # the epoch's write after the read that waited
+    assert batches[3] == ["decide-c9"]  # a read after a write of its key that waited

@@ -273,3 +273,27 @@ def test_defaults_steps_are_checked_once() -> None:
         (WARNING, "defaults.escalate[0].relax", "relaxes hard requirement skill sign_language of rule 'deaf'; "
          "it is skipped for that rule"),
     ]
+
+
+@pytest.mark.parametrize(("field", "value", "path"), [
+    ("deadlines", [{"name": "follow_up", "within_h": 1e305}], "rules[0].deadlines[0].within_h"),
+    ("deadlines", [{"name": "follow_up", "within_h": float("inf")}], "rules[0].deadlines[0].within_h"),
+    ("priority", float("nan"), "rules[0].priority"),
+    ("priority", 1e300, "rules[0].priority"),
+    ("offer_timeout_s", 1e12, "rules[0].offer_timeout_s"),
+    ("match", {"repeat_count_min": 10_000_000}, "rules[0].match.repeat_count_min"),
+    ("escalate", [{"after_s": 1e15, "raise_priority": 1}], "rules[0].escalate[0].after_s"),
+])
+def test_numbers_beyond_any_real_contact_centre_are_refused(field: str, value: Any, path: str) -> None:
+    # Found by an audit: `within_h: 1e305` was published, and every arriving contact then waited
+    # unplaced (the plan could not be stored); `repeat_count_min: 1e7` held the server for 10 s.
+    issues = _issues(policy_data([_rule("a", **{field: value})]))
+    assert [p for s, p, _ in issues if s is ERROR] == [path], issues
+
+
+def test_yaml_aliases_are_refused_so_a_small_body_cannot_expand_without_end() -> None:
+    levels = "".join(f"x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 9)}]\n" for i in range(1, 8))
+    bomb = "x0: &x0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + levels + "description: *x7\n"
+    report = validate(bomb, content_type="application/yaml")
+    assert [i.code for i in report.errors] == ["parse"]
+    assert "aliases" in report.errors[0].message

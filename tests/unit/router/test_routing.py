@@ -353,14 +353,21 @@ def test_customer_leaving_revokes_the_offer_and_frees_the_agent() -> None:
     assert log.state.outcomes[-1].answered is False
 
 
-def test_transfer_to_a_named_agent_keeps_hard_requirements() -> None:
+def fraud_call_held_by_a1(**others: tuple[int, float]) -> Log:
+    """a1 (fraud 4, idle longest) has accepted fraud call c1; `others`: agent -> (fraud level,
+    idle since)."""
     log = Log()
     log.agent("a1", skills={"fraud": 4}, at_s=NOW - 100)
-    log.agent("a2", skills={"fraud": 4}, at_s=NOW - 50)
-    log.agent("a3", skills={"fraud": 5}, at_s=NOW - 10)
+    for agent_id, (level, idle_since_s) in others.items():
+        log.agent(agent_id, skills={"fraud": level}, at_s=idle_since_s)
     placed(log, "c1", intent=Intent.FRAUD)
     offers(log)
     log.commit(accept(log.state, "a1", log.state.contacts["c1"].offer.offer_id, NOW + 1))
+    return log
+
+
+def test_transfer_to_a_named_agent_keeps_hard_requirements() -> None:
+    log = fraud_call_held_by_a1(a2=(4, NOW - 50), a3=(5, NOW - 10))
     log.commit(transfer(log.state, "a1", "c1", None, "a3", "needs a senior", NOW + 30))
     log.commit(wrapup_done(log.state, "a1", NOW + 31))
     assert offers(log, NOW + 31) == {"c1": "a3"}  # not a2, though a2 has been idle longer
@@ -368,13 +375,8 @@ def test_transfer_to_a_named_agent_keeps_hard_requirements() -> None:
 
 def test_passing_a_contact_back_and_forth_does_not_pile_up_priority() -> None:
     # Before: +100 per transfer; ten moves put a general call ahead of lost cards and fraud.
-    log = Log()
-    log.agent("a1", skills={"fraud": 4}, at_s=NOW - 100)
-    log.agent("a2", skills={"fraud": 4}, at_s=NOW - 50)
-    placed(log, "c1", intent=Intent.FRAUD)
-    offers(log)
+    log = fraud_call_held_by_a1(a2=(4, NOW - 50))
     holder, other = "a1", "a2"
-    log.commit(accept(log.state, holder, log.state.contacts["c1"].offer.offer_id, NOW + 1))
     for hop in range(4):
         at = NOW + 10 * (hop + 1)
         log.commit(transfer(log.state, holder, "c1", None, other, "yours", at))
@@ -557,6 +559,20 @@ def test_a_contact_transferred_to_a_named_agent_who_does_not_take_it_goes_back_t
     assert offers(log, NOW + 70) == {"c1": "a2"}  # now anyone in the queue (a3 passed, a1 wraps up)
     requeued = [r for r in contact.requirements or ()]
     assert all(r.kind.value != "agent" for r in requeued)
+
+
+def test_a_named_agent_whose_offer_expired_is_not_offered_it_again_as_a_second_chance() -> None:
+    # A review found the second chance (for expired offers) re-offering a contact to the named
+    # agent who let it expire, after it had gone back to its queue.
+    log = fraud_call_held_by_a1(a3=(5, NOW - 10))
+    log.commit(transfer(log.state, "a1", "c1", None, "a3", "needs a senior", NOW + 30))
+    assert offers(log, NOW + 31) == {"c1": "a3"}
+    timer = next(t for t in timers_for_contact(log.state.contacts["c1"]) if t.kind == "offer_expiry")
+    for decision in fire(log.state, timer, timer.due_s, SETTINGS):
+        log.commit(decision)
+    contact = log.state.contacts["c1"]
+    assert contact.tried["a3"] == "passed" and not any(r.kind.value == "agent" for r in contact.requirements)
+    assert offers(log, timer.due_s + 1) == {}  # a1 is in wrap-up, a3 passed: nobody
 
 
 def test_a_named_agent_who_never_gets_to_it_hands_it_back_at_the_sla_target() -> None:
