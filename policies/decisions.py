@@ -18,6 +18,10 @@ CONTACT = "contact"  # "the contact's own language / channel"
 UNLESS_HOME = "unless_speaks_home_language"
 
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$", max_length=64)]
+# Languages as gateways send them (ISO 639, lower case): `ZH` would never match a contact's `zh`.
+LANGUAGE_PATTERN = r"^[a-z]{2,3}$"
+LanguageName = Annotated[str, Field(pattern=r"^([a-z]{2,3}|contact)$",
+                                    description="an ISO 639 code in lower case (zh, en), or 'contact'")]
 Level = Annotated[int, Field(ge=1, le=5)]
 
 
@@ -77,7 +81,7 @@ class RequirementSpec(_NamesOneKind, Model):
 
     skill: Ident | None = None
     min_level: Level = Field(default=1, alias="min")
-    language: str | None = Field(default=None, min_length=2, max_length=16)
+    language: LanguageName | None = None
     channel: Channel | Literal["contact"] | None = None
     agent: AgentRef | None = None
     hard: bool | Literal["unless_speaks_home_language"] = False

@@ -20,6 +20,7 @@ from policies.decisions import (
     AlsoAccepts,
     CONTACT,
     KINDS,
+    LANGUAGE_PATTERN,
     MAX_OFFER_TIMEOUT_S,
     MAX_PRIORITY_GROWTH_PER_MIN,
     MAX_REPEAT_COUNT,
@@ -67,6 +68,8 @@ Segments = Annotated[tuple[Segment, ...], Field(min_length=1), BeforeValidator(_
 Intents = Annotated[tuple[Intent, ...], Field(min_length=1), BeforeValidator(_one_or_many), AlsoAccepts()]
 Needs = Annotated[tuple[Need, ...], Field(min_length=1), BeforeValidator(_one_or_many), AlsoAccepts()]
 Words = Annotated[tuple[str, ...], Field(min_length=1), BeforeValidator(_one_or_many), AlsoAccepts()]
+Languages = Annotated[tuple[Annotated[str, Field(pattern=LANGUAGE_PATTERN)], ...], Field(min_length=1),
+                      BeforeValidator(_one_or_many), AlsoAccepts()]
 
 
 class CalendarSpec(Model):
@@ -112,7 +115,7 @@ class MatchSpec(Model):
     channel: Channels | None = None
     segment: Segments | None = None
     intent: Intents | None = None
-    language: Words | None = None
+    language: Languages | None = None
     speaks_home_language: bool | None = None
     needs: Needs | None = None
     tags: Words | None = None
@@ -192,7 +195,7 @@ class PolicyDocument(Model):
     name: str = "routing policy"
     description: str = ""
     timezone: str = DEFAULT_TIMEZONE
-    home_language: str = HOME_LANGUAGE
+    home_language: Annotated[str, Field(pattern=LANGUAGE_PATTERN)] = HOME_LANGUAGE
     business_hours: CalendarSpec | None = None
     calendars: dict[Ident, CalendarSpec] = Field(default_factory=dict)
     defaults: DefaultsSpec = DefaultsSpec()

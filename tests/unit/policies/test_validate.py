@@ -297,3 +297,13 @@ def test_yaml_aliases_are_refused_so_a_small_body_cannot_expand_without_end() ->
     report = validate(bomb, content_type="application/yaml")
     assert [i.code for i in report.errors] == ["parse"]
     assert "aliases" in report.errors[0].message
+
+
+@pytest.mark.parametrize(("data", "path"), [
+    ({**policy_data([_rule("a")]), "home_language": "ZH"}, "home_language"),
+    (policy_data([_rule("a", match={"language": "EN"})]), "rules[0].match.language[0]"),
+    (policy_data([_rule("a", require=[{"language": "En", "hard": True}])]), "rules[0].require[0].language"),
+])
+def test_language_codes_are_lower_case_as_gateways_send_them(data: dict[str, Any], path: str) -> None:
+    # Found by an audit: `match: {language: EN}` never matched a contact's `en`, silently.
+    assert path in [p for s, p, _ in _issues(data) if s is ERROR]
