@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 from typing import TypeVar
 
 from policies.matching import MatchIndex
@@ -103,8 +104,10 @@ def _free_after(dims: Sequence[Dimension], candidates: int) -> list[int]:
 
 def dimensions(m: MatchIndex, u: MatchIndex, home: str) -> list[Dimension]:
     languages = sorted({home, *m.language, *u.language}) + [OTHER]
-    needs: list[Need | None] = [None, *sorted({*m.needs, *u.needs})]
-    tags: list[str | None] = [None, *sorted({*m.tags, *u.tags})]
+    # A contact may have several needs or tags: with `unless`, a pair can be what no rule takes
+    # (match deaf unless elderly, then anyone unless deaf: a deaf, elderly caller).
+    needs = _up_to_pairs(sorted({*m.needs, *u.needs}))
+    tags = _up_to_pairs(sorted({*m.tags, *u.tags}))
     lines: list[str | None] = [None, *sorted({*m.line, *u.line})]
     return [
         _dim("channel", [(c.value, m.channel[c], u.channel[c]) for c in Channel]),
@@ -113,9 +116,10 @@ def dimensions(m: MatchIndex, u: MatchIndex, home: str) -> list[Dimension]:
         _dim("language", [(lang, m.language.get(lang, m.language_free), u.language.get(lang, u.language_free))
                           for lang in languages]),
         _dim("speaks_home_language", [(str(b).lower(), m.speaks[b], u.speaks[b]) for b in (True, False)]),
-        _dim("needs", [(str(v or "none"), _any(m.needs, m.needs_free, v), _any(u.needs, u.needs_free, v))
+        _dim("needs", [("+".join(v) or "none", _any_of(m.needs, m.needs_free, v), _any_of(u.needs, u.needs_free, v))
                        for v in needs]),
-        _dim("tags", [(v or "none", _any(m.tags, m.tags_free, v), _any(u.tags, u.tags_free, v)) for v in tags]),
+        _dim("tags", [("+".join(v) or "none", _any_of(m.tags, m.tags_free, v), _any_of(u.tags, u.tags_free, v))
+                      for v in tags]),
         _dim("repeat_count", [(str(c), m.repeat[min(c, len(m.repeat) - 1)], u.repeat[min(c, len(u.repeat) - 1)])
                               for c in range(max(len(m.repeat), len(u.repeat)))]),
         _dim("has_dedicated_agent", [(str(b).lower(), m.dedicated[b], u.dedicated[b]) for b in (False, True)]),
@@ -125,8 +129,24 @@ def dimensions(m: MatchIndex, u: MatchIndex, home: str) -> list[Dimension]:
     ]
 
 
-def _any(listing: Mapping[V, int], free: int, value: V | None) -> int:
-    return free if value is None else free | listing.get(value, 0)
+_MAX_PAIRED = 12  # with more named values than this, pairs would be too many: singles only
+
+
+def _up_to_pairs(named: Sequence[V]) -> list[tuple[V, ...]]:
+    """None, each value, and each pair of values (the values a contact's set may take)."""
+    sets: list[tuple[V, ...]] = [()]
+    sets.extend((v,) for v in named)
+    if len(named) <= _MAX_PAIRED:
+        sets.extend(combinations(named, 2))
+    return sets
+
+
+def _any_of(listing: Mapping[V, int], free: int, values: Sequence[V]) -> int:
+    """Rules that take a contact holding all of `values` (a condition is "any of these")."""
+    mask = free
+    for value in values:
+        mask |= listing.get(value, 0)
+    return mask
 
 
 def _time_dimensions(m: MatchIndex, u: MatchIndex) -> list[Dimension]:

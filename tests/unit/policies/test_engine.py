@@ -272,14 +272,16 @@ def test_evaluation_is_pure_same_input_same_plan() -> None:
 
 
 def test_no_matching_rule_raises() -> None:
-    # The coverage check tries one tag at a time; a customer with both tags slips through it.
+    # The coverage check tries tags one and two at a time; a customer with all three slips through.
     data = {"queues": [queue("q")],
             "rules": [{"id": "a_not_b", "queue": "q", "match": {"tags": "a"}, "unless": {"tags": "b"}},
-                      {"id": "not_a", "queue": "q", "unless": {"tags": "a"}}]}
+                      {"id": "b_not_c", "queue": "q", "match": {"tags": "b"}, "unless": {"tags": "c"}},
+                      {"id": "c_not_a", "queue": "q", "match": {"tags": "c"}, "unless": {"tags": "a"}},
+                      {"id": "none", "queue": "q", "unless": {"tags": ["a", "b", "c"]}}]}
     policy = compile_policy(document_from_data(data), 1)
-    assert evaluate(policy, replace(BASE, tags=frozenset({"b"})), MONDAY_22).rule_id == "not_a"
+    assert evaluate(policy, replace(BASE, tags=frozenset({"a", "b"})), MONDAY_22).rule_id == "b_not_c"
     with pytest.raises(NoMatchingRule, match="no rule matches contact c1"):
-        evaluate(policy, replace(BASE, tags=frozenset({"a", "b"})), MONDAY_22)
+        evaluate(policy, replace(BASE, tags=frozenset({"a", "b", "c"})), MONDAY_22)
 
 
 def test_to_json_of_requirement_and_step() -> None:

@@ -307,3 +307,12 @@ def test_yaml_aliases_are_refused_so_a_small_body_cannot_expand_without_end() ->
 def test_language_codes_are_lower_case_as_gateways_send_them(data: dict[str, Any], path: str) -> None:
     # Found by an audit: `match: {language: EN}` never matched a contact's `en`, silently.
     assert path in [p for s, p, _ in _issues(data) if s is ERROR]
+
+
+def test_a_caller_with_two_needs_no_rule_takes_is_reported() -> None:
+    # Found by an audit: the check tried one need at a time, so this validated, and a deaf,
+    # elderly caller then matched no rule.
+    rules = [_rule("deaf", match={"needs": "deaf"}, unless={"needs": "elderly"}), _rule("rest", unless={"needs": "deaf"})]
+    data = {**policy_data([]), "rules": rules}  # no catch-all
+    issues = [(s, p, m) for s, p, m in _issues(data) if s is ERROR]
+    assert any("needs=deaf+elderly" in m for _, _, m in issues), issues
