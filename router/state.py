@@ -73,7 +73,7 @@ class ContactState:
     moved_at_s: float = 0.0
     steps_done: int = 0
     offer: Offer | None = None
-    tried: dict[str, str] = field(default_factory=dict)  # agent -> how its offer ended: rejected, expired, revoked
+    tried: dict[str, str] = field(default_factory=dict)  # agent -> rejected, expired, revoked or passed
     agent_id: str | None = None
     sla_breached: bool = False
     replan: bool = False  # what the contact is about changed while it waited: place it again
