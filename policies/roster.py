@@ -32,6 +32,7 @@ def _rule_gaps(
         needs = _needs(defaults + queue.require + rule.require, language, channel)
         if channel is not None:
             needs.append(("channel", channel, 0, True))
+        needs = list(dict.fromkeys(needs))  # `channel: contact` and the match's channel name one need
         hard = [n for n in needs if n[3]]
         if hard and _unmet(hard, roster):
             yield warning(f"rules[{i}]", f"contacts of rule '{rule.id}' can never be served: "

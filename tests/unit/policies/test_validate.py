@@ -316,3 +316,12 @@ def test_a_caller_with_two_needs_no_rule_takes_is_reported() -> None:
     data = {**policy_data([]), "rules": rules}  # no catch-all
     issues = [(s, p, m) for s, p, m in _issues(data) if s is ERROR]
     assert any("needs=deaf+elderly" in m for _, _, m in issues), issues
+
+
+def test_a_roster_gap_names_each_missing_need_once() -> None:
+    # The match's channel and `channel: contact` are one need (the warning said it twice).
+    data = policy_data([_rule("v", match={"channel": "video"},
+                              require=[{"skill": "sign_language", "min": 3, "hard": True},
+                                       {"channel": "contact", "hard": True}])])
+    messages = [m for s, p, m in _issues(data, [profile("a1", {"general": 3})]) if p == "rules[0]"]
+    assert messages and all(m.split(" (closest")[0].count("channel video") == 1 for m in messages), messages
