@@ -167,12 +167,25 @@ def _rule_steps(
 ) -> Iterator[Issue]:
     held = _held(defaults + queues[rule.queue].require + rule.require)
     visited, level = [rule.queue], 0
+    entered_s, max_wait_done = 0.0, False
     for path, step in steps:
+        # A queue's own max wait moves the contact before a later step, as the runtime's walk
+        # does (policies/timeline.py): a relax after it applies to the queue it overflowed to.
+        while not max_wait_done and (info := queues[visited[-1]]).max_wait_s is not None \
+                and entered_s + info.max_wait_s < step.after_s:
+            max_wait_done = True
+            target = info.overflow_to
+            if target is not None and target in queues and target not in visited:
+                held = [h for h in held if h.hard] + _held(queues[target].require)
+                entered_s += info.max_wait_s
+                visited.append(target)
+                max_wait_done = False
         yield from _step_issue(path, step, held, visited, not path.startswith("defaults"), rule.id)
         target = step.overflow or (step.escalate.queue if step.escalate else None)
         if target is not None and target in queues and target != visited[-1]:
             held = [h for h in held if h.hard] + _held(queues[target].require)
             visited.append(target)
+            entered_s, max_wait_done = step.after_s, False
         if step.escalate is not None:
             new_level = ESCALATION_LEVELS[step.escalate.to]
             if new_level < level:

@@ -325,3 +325,13 @@ def test_a_roster_gap_names_each_missing_need_once() -> None:
                                        {"channel": "contact", "hard": True}])])
     messages = [m for s, p, m in _issues(data, [profile("a1", {"general": 3})]) if p == "rules[0]"]
     assert messages and all(m.split(" (closest")[0].count("channel video") == 1 for m in messages), messages
+
+
+def test_a_relax_after_a_queues_own_overflow_is_judged_in_the_queue_it_overflowed_to() -> None:
+    # Found by an audit: queue a overflows to b after 30 s, b requires skill x >= 4, and the rule
+    # relaxes x at 60 s: the engine does just that, but the validator said "not required".
+    data = {**policy_data([]), "queues": [queue("a", max_wait_s=30, overflow_to="b"),
+                                          queue("b", require=[{"skill": "x", "min": 4}]), queue("general")],
+            "rules": [_rule("r", "a", escalate=[{"after_s": 60, "relax": {"skill": "x", "to": 2}}]),
+                      _rule("rest")]}
+    assert [i for i in _issues(data) if i[0] is ERROR] == []
