@@ -51,6 +51,10 @@ def check_coverage(doc: PolicyDocument) -> Iterator[Issue]:
     elif search.cases > MAX_CASES:
         yield warning("rules", f"coverage check stopped after {MAX_CASES} cases; "
                       "add a last rule with an empty match to be sure", "coverage_incomplete")
+    elif search.tags_singly:
+        yield warning("rules", f"coverage check tried tags one at a time (over {_MAX_PAIRED} tags are named), "
+                      "not a customer with several; add a last rule with an empty match to be sure",
+                      "coverage_incomplete")
 
 
 class _Search:
@@ -64,6 +68,7 @@ class _Search:
         self.with_unless = unless.present
         self.free_after = _free_after(self.dims, self.everyone & ~self.with_unless)
         self.examples: list[dict[str, str]] = []
+        self.tags_singly = len({*matcher.tags, *unless.tags}) > _MAX_PAIRED
         self.cases = 0
 
     def run(self, depth: int, match: int, unless: int, chosen: dict[str, str]) -> None:
@@ -104,10 +109,11 @@ def _free_after(dims: Sequence[Dimension], candidates: int) -> list[int]:
 
 def dimensions(m: MatchIndex, u: MatchIndex, home: str) -> list[Dimension]:
     languages = sorted({home, *m.language, *u.language}) + [OTHER]
-    # A contact may have several needs or tags: with `unless`, a pair can be what no rule takes
-    # (match deaf unless elderly, then anyone unless deaf: a deaf, elderly caller).
-    needs = _up_to_pairs(sorted({*m.needs, *u.needs}))
-    tags = _up_to_pairs(sorted({*m.tags, *u.tags}))
+    # A contact may have several needs or tags: with `unless`, a combination can be what no rule
+    # takes (match deaf unless elderly, then anyone unless deaf: a deaf, elderly caller). Every
+    # set of needs (there are four), and tags up to pairs (they are open-ended).
+    needs = _sets_of(sorted({*m.needs, *u.needs}), len(Need))
+    tags = _sets_of(sorted({*m.tags, *u.tags}), 2 if len({*m.tags, *u.tags}) <= _MAX_PAIRED else 1)
     lines: list[str | None] = [None, *sorted({*m.line, *u.line})]
     return [
         _dim("channel", [(c.value, m.channel[c], u.channel[c]) for c in Channel]),
@@ -132,12 +138,11 @@ def dimensions(m: MatchIndex, u: MatchIndex, home: str) -> list[Dimension]:
 _MAX_PAIRED = 12  # with more named values than this, pairs would be too many: singles only
 
 
-def _up_to_pairs(named: Sequence[V]) -> list[tuple[V, ...]]:
-    """None, each value, and each pair of values (the values a contact's set may take)."""
+def _sets_of(named: Sequence[V], most: int) -> list[tuple[V, ...]]:
+    """Every set of at most `most` of the named values (the values a contact's set may take)."""
     sets: list[tuple[V, ...]] = [()]
-    sets.extend((v,) for v in named)
-    if len(named) <= _MAX_PAIRED:
-        sets.extend(combinations(named, 2))
+    for size in range(1, min(most, len(named)) + 1):
+        sets.extend(combinations(named, size))
     return sets
 
 

@@ -52,7 +52,7 @@ MAX_OFFER_TIMEOUT_S = 3_600.0
 MAX_DEADLINE_H = 366 * 24.0  # a follow-up within a year
 MAX_PRIORITY = 1_000_000.0
 MAX_PRIORITY_GROWTH_PER_MIN = 10_000.0
-MAX_REPEAT_COUNT = 1_000  # the gateways count repeat contacts up to this
+MAX_REPEAT_COUNT = 1_000  # contacts about one thing in 7 days; `simulate` takes counts up to this too
 Priority = Annotated[float, Field(ge=-MAX_PRIORITY, le=MAX_PRIORITY)]
 
 

@@ -68,6 +68,8 @@ def _parse_json(text: str) -> object:
         raise PolicyParseError(f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     except RecursionError:
         raise PolicyParseError(f"invalid JSON: {_TOO_DEEP}") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits (Python's conversion limit)
+        raise PolicyParseError(f"invalid JSON: {exc}"[:300]) from None
 
 
 def _parse_yaml(text: str) -> object:
@@ -81,6 +83,8 @@ def _parse_yaml(text: str) -> object:
         raise PolicyParseError(f"invalid YAML: {exc.problem}{where}") from None
     except yaml.YAMLError as exc:
         raise PolicyParseError(f"invalid YAML: {exc}") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits (Python's conversion limit)
+        raise PolicyParseError(f"invalid YAML: {exc}"[:300]) from None
 
 
 def document_from_data(data: object) -> PolicyDocument:

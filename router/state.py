@@ -461,10 +461,12 @@ def _requeued(state: RouterState, contact: ContactState, data: Data) -> None:
     from .plancodec import requirement_from_json
 
     if data.get("reason") == "named_agent_fallback":
-        # The named agent did not take it: it is not offered it again, not even as a second
-        # chance (an expired offer would otherwise allow one).
+        # The named agent let its offer go: it is not offered it again, not even as a second
+        # chance (an expired offer would otherwise allow one). One who never had an offer
+        # (away all along, the SLA target passed) may still take it from the queue.
         for named in (r.name for r in contact.requirements or () if r.kind is RequirementKind.AGENT):
-            contact.tried[named] = "passed"
+            if named in contact.tried or (contact.offer is not None and contact.offer.agent_id == named):
+                contact.tried[named] = "passed"
     contact.queue_id = data["queue_id"]
     contact.requirements = tuple(requirement_from_json(r) for r in data["requirements"])
     _queue_targets(contact, data)
@@ -521,7 +523,8 @@ def _offer_closed(state: RouterState, contact: ContactState, data: Data) -> None
     if contact.offer is not None and contact.offer.offer_id == data["offer_id"]:
         contact.offer = None
         ended = state.applying.type if state.applying is not None else ev.OFFER_REVOKED
-        contact.tried[data["agent_id"]] = _HOW_OFFERS_END.get(ended, "revoked")
+        if contact.tried.get(data["agent_id"]) != "passed":  # a named agent's fallback came first
+            contact.tried[data["agent_id"]] = _HOW_OFFERS_END.get(ended, "revoked")
         if contact.status == OFFERED:
             contact.status = WAITING
 

@@ -335,3 +335,18 @@ def test_a_relax_after_a_queues_own_overflow_is_judged_in_the_queue_it_overflowe
             "rules": [_rule("r", "a", escalate=[{"after_s": 60, "relax": {"skill": "x", "to": 2}}]),
                       _rule("rest")]}
     assert [i for i in _issues(data) if i[0] is ERROR] == []
+
+
+def test_a_caller_with_three_needs_no_rule_takes_is_reported() -> None:
+    rules = [_rule("e", match={"needs": "elderly"}, unless={"needs": "deaf"}),
+             _rule("d", match={"needs": "deaf"}, unless={"needs": "blind"}),
+             _rule("b", match={"needs": "blind"}, unless={"needs": "elderly"}),
+             _rule("rest", unless={"needs": ["elderly", "deaf", "blind"]})]
+    issues = [m for s, _, m in _issues({**policy_data([]), "rules": rules}) if s is ERROR]
+    assert any("blind+deaf+elderly" in m for m in issues), issues
+
+
+def test_a_coverage_check_that_tried_tags_only_singly_says_so() -> None:
+    rules = [_rule(f"t{i}", match={"tags": f"t{i:02d}"}) for i in range(13)] + [_rule("rest", unless={"tags": "t00"})]
+    codes = [i.code for i in validate({**policy_data([]), "rules": rules}).issues]
+    assert "coverage_incomplete" in codes

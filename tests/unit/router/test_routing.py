@@ -575,6 +575,35 @@ def test_a_named_agent_whose_offer_expired_is_not_offered_it_again_as_a_second_c
     assert offers(log, timer.due_s + 1) == {}  # a1 is in wrap-up, a3 passed: nobody
 
 
+def test_a_named_agent_who_never_had_an_offer_may_still_take_it_from_the_queue() -> None:
+    # A review found the SLA fallback marking a named agent who was away all along as having
+    # passed the contact: back, that agent sat idle while it waited.
+    log = fraud_call_held_by_a1(a3=(5, NOW - 10))
+    log.add("agent-default:a3", ev.AGENT_STATE_CHANGED, {"agent_id": "a3", "state": "away", "at_s": NOW + 20})
+    log.commit(transfer(log.state, "a1", "c1", None, "a3", "needs a senior", NOW + 30))
+    contact = log.state.contacts["c1"]
+    [sla] = [t for t in timers_for_contact(contact) if t.kind == "sla"]
+    for decision in fire(log.state, sla, sla.due_s, SETTINGS):
+        log.commit(decision)
+    assert "a3" not in contact.tried
+    log.add("agent-default:a3", ev.AGENT_STATE_CHANGED, {"agent_id": "a3", "state": "available", "at_s": sla.due_s})
+    assert offers(log, sla.due_s + 1) == {"c1": "a3"}  # a1 is still in wrap-up
+
+
+def test_a_named_agent_whose_offer_outlives_the_fallback_has_still_passed() -> None:
+    log = fraud_call_held_by_a1(a3=(5, NOW - 10))
+    log.commit(transfer(log.state, "a1", "c1", None, "a3", "needs a senior", NOW + 30))
+    assert offers(log, NOW + 31) == {"c1": "a3"}
+    contact = log.state.contacts["c1"]
+    [sla] = [t for t in timers_for_contact(contact) if t.kind == "sla"]
+    expiry = next(t for t in timers_for_contact(contact) if t.kind == "offer_expiry")
+    assert sla.due_s < expiry.due_s, "the SLA target comes first here"
+    for timer in (sla, expiry):
+        for decision in fire(log.state, timer, timer.due_s, SETTINGS):
+            log.commit(decision)
+    assert contact.tried["a3"] == "passed"  # not "expired": no second chance
+
+
 def test_a_named_agent_who_never_gets_to_it_hands_it_back_at_the_sla_target() -> None:
     log = Log()
     at_s = named_transfer(log)
