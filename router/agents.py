@@ -46,6 +46,11 @@ def _schema_without_null(schema: dict[str, Any]) -> None:
                 prop["anyOf"] = options
 
 
+def token_digest(token: str) -> str:
+    """What the log keeps of a desk token (never the token itself)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 class AgentChanges(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_schema_without_null)
 
@@ -135,12 +140,12 @@ class AgentDirectory:
     async def issue_token(self, agent_id: str, actor: str) -> str:
         self.get(agent_id)
         token = secrets.token_urlsafe(32)
-        digest = hashlib.sha256(token.encode()).hexdigest()
+        digest = token_digest(token)
         await self._append(agent_id, ev.AGENT_TOKEN_ISSUED, {"agent_id": agent_id, "token_sha256": digest}, actor, ANY)
         return token
 
     def agent_for_token(self, token: str) -> str | None:
-        return self._router.state.tokens.get(hashlib.sha256(token.encode()).hexdigest())
+        return self._router.state.tokens.get(token_digest(token))
 
     async def _append(self, agent_id: str, type_: str, data: dict[str, Any], actor: str, expected: Any) -> None:
         stream = self.stream(agent_id)

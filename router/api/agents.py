@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -13,7 +12,7 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import ValidationError
 
-from ..agents import AgentChanges, AgentDirectory, AgentExists, NewAgent, UnknownAgent
+from ..agents import AgentChanges, AgentDirectory, AgentExists, NewAgent, UnknownAgent, token_digest
 from ..commands import CommandError, accept, complete, reject, set_presence, transfer, wrapup_done
 from ..decide import Decision
 from ..desk import Desk, DeskHub
@@ -115,7 +114,8 @@ async def post_token(request: web.Request) -> web.Response:
 # -- the desk websocket ---------------------------------------------------------------------------
 
 
-async def _desk_agent(request: web.Request) -> str:
+async def _desk_agent(request: web.Request) -> tuple[str, str]:
+    """The agent a desk token names, and the token's digest."""
     token = request.query.get("token") or bearer(request)
     agent_id = request.app[AGENTS].agent_for_token(token) if token else None
     if agent_id is None and token:
@@ -123,11 +123,12 @@ async def _desk_agent(request: web.Request) -> str:
         agent_id = request.app[AGENTS].agent_for_token(token)
     if agent_id is None:
         raise ApiError(401, "unauthorized", "open the desk with ?token=<agent token> or 'Authorization: Bearer'")
-    return agent_id
+    assert token is not None
+    return agent_id, token_digest(token)
 
 
 async def desk_socket(request: web.Request) -> web.StreamResponse:
-    agent_id = await _desk_agent(request)
+    agent_id, digest = await _desk_agent(request)
     router, hub = request.app[ROUTER], request.app[HUB]
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_DESK_FRAME)
     await ws.prepare(request)
@@ -140,8 +141,7 @@ async def desk_socket(request: web.Request) -> web.StreamResponse:
         await ws.send_str(orjson.dumps(_UNAVAILABLE | {"ref": None}).decode())
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"router unavailable")
         return ws
-    token = request.query.get("token") or bearer(request)
-    desk = hub.connect(agent_id, ws, hashlib.sha256(token.encode()).hexdigest() if token else None)
+    desk = hub.connect(agent_id, ws, digest)
     pinger = asyncio.create_task(_ping(ws, desk, hub))
     try:
         async for message in ws:
