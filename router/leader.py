@@ -27,6 +27,8 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from eventstore import EventStoreError
+
 log = logging.getLogger(__name__)
 
 LEADER_LOCK_CLASS = 0x4C44  # "LD": the advisory lock's first key; the second is the domain's
@@ -55,6 +57,10 @@ async def instance_alive(conn: asyncpg.Connection | asyncpg.Pool, instance: str)
     return not gone
 
 
+class _TakeOverFailed(Exception):
+    """`on_elected` failed: the lock is given back (the session ends) and taken again later."""
+
+
 class Leadership:
     """Holds the instance's lease and, when `contend`, takes the leader's lock when free."""
 
@@ -79,6 +85,12 @@ class Leadership:
                 continue
             try:
                 await self._lead_while_held(conn, on_elected, on_lost)
+            except _TakeOverFailed:
+                # Why end the session: the lock must go back so that a standby may lead in the
+                # meantime, and a session-level advisory lock taken again on the same session
+                # only stacks. The pause keeps a failing take-over from spinning.
+                conn.terminate()
+                await self._sleep(self._retry_s)
             finally:
                 if not conn.is_closed():
                     conn.terminate()
@@ -111,13 +123,13 @@ class Leadership:
                     if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LEADER_LOCK_CLASS, key):
                         self.is_leader = True
                         log.info("elected leader of routing domain %r", self._domain)
-                        await on_elected()
+                        await self._take_office(on_elected)
                         continue
                     await self._sleep(self._retry_s)
-                    await conn.fetchval("SELECT 1")
+                    await self._ping(conn)
                 else:
                     await self._sleep(self._ping_s)
-                    await conn.fetchval("SELECT 1")
+                    await self._ping(conn)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
             log.warning("leadership connection lost (%s)", exc)
         finally:
@@ -129,6 +141,29 @@ class Leadership:
                         "%s leader of routing domain %r", "stepped down as" if stepping_down else "no longer",
                         self._domain)
                 await on_lost()
+
+    async def _take_office(self, on_elected: Callable[[], Awaitable[None]]) -> None:
+        """Run `on_elected`; if it fails, step down rather than end the contention.
+
+        Why: the election's first write (the epoch) goes through the store's pool, which a
+        database restart leaves with dead connections; the error used to end `run()`, so this
+        instance never routed again, and its lease went with it (other instances then took its
+        live desks for gone)."""
+        try:
+            await on_elected()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("could not take up routing for domain %r (%s: %s); stepping down and trying again in %.1f s",
+                        self._domain, type(exc).__name__, exc, self._retry_s,
+                        exc_info=not isinstance(exc, (OSError, asyncpg.PostgresError, EventStoreError)))
+            raise _TakeOverFailed from exc
+
+    async def _ping(self, conn: asyncpg.Connection) -> None:
+        # With a bound: a connection that hangs (a network path gone silent) must not keep a
+        # leader that the database has already let go (idle_session_timeout) deciding; the
+        # timeout ends the lease here too, and the fenced epoch refuses what it still sends.
+        await conn.fetchval("SELECT 1", timeout=max(1.0, self._idle_timeout_ms / 1000))
 
     async def _sleep(self, delay_s: float) -> None:
         try:
