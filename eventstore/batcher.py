@@ -26,7 +26,6 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from .errors import StoreClosedError
@@ -36,11 +35,15 @@ R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
 class Pending(Generic[T, R]):
-    item: T
-    size: int
-    future: asyncio.Future[R] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    """One submitted item and the future its caller waits on."""
+
+    __slots__ = ("item", "size", "future")
+
+    def __init__(self, item: T, size: int, future: asyncio.Future[R]) -> None:
+        self.item = item
+        self.size = size
+        self.future = future
 
 
 Flush = Callable[[Sequence[Pending[T, R]]], Awaitable[None]]
@@ -68,12 +71,13 @@ class GroupCommitter(Generic[T, R]):
         self._slots = asyncio.Semaphore(max_inflight)
         self._inflight: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._loop = asyncio.get_running_loop()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="group-commit")
 
     async def submit(self, item: T, size: int) -> R:
         if self._closed:
             raise StoreClosedError("the event store is closed")
-        pending: Pending[T, R] = Pending(item, size)
+        pending: Pending[T, R] = Pending(item, size, self._loop.create_future())
         self._queue.append(pending)
         self._queued_size += size
         self._wakeup.set()
