@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import os
@@ -11,7 +12,9 @@ import sys
 import signal
 from contextlib import contextmanager
 from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 from aiohttp import web
 
 from eventstore.postgres import StoreSettings
@@ -24,6 +27,67 @@ from .service import RouterSettings
 from .timers import TimerSettings
 
 log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """Why a command cannot start, said to the operator in one line (no traceback)."""
+
+
+def redacted(dsn: str) -> str:
+    """A database URL fit for a message: the password, if any, replaced."""
+    try:
+        parts = urlsplit(dsn)
+        if parts.password is None:
+            return dsn
+        netloc = parts.netloc.rpartition("@")
+        user = netloc[0].partition(":")[0]
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+    except ValueError:
+        return "(a malformed URL)"
+
+
+def database_problem(exc: BaseException) -> str | None:
+    """What keeps the database from being used, if `exc` (or an error it was raised from)
+    is about reaching it at all: refused or unknown host, no such database, login refused,
+    the server starting or shutting down. None for anything else (a real bug keeps its
+    traceback)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, (TimeoutError, asyncio.TimeoutError)):
+            return "it did not answer in time"
+        if isinstance(error, ConnectionRefusedError):
+            return "connection refused (is PostgreSQL running, on that host and port?)"
+        if isinstance(error, OSError):
+            return error.strerror or str(error) or type(error).__name__
+        if isinstance(error, asyncpg.PostgresError) and str(getattr(error, "sqlstate", ""))[:2] in _REACH_CLASSES:
+            return str(error)
+        pending += [error.__cause__, error.__context__, getattr(error, "orig", None)]
+    return None
+
+
+# SQLSTATE classes that mean "cannot use this database at all": connection exceptions,
+# invalid authorization, invalid catalog name (no such database), operator intervention.
+_REACH_CLASSES = frozenset({"08", "28", "3D", "57"})
+
+
+@contextmanager
+def explained(dsn: str) -> Iterator[None]:
+    """Turn a database that cannot be reached into a StartupError that says so."""
+    try:
+        yield
+    except StartupError:
+        raise
+    except Exception as exc:
+        reason = database_problem(exc)
+        if reason is None:
+            raise
+        where = "DATABASE_URL" if os.environ.get("DATABASE_URL") else "the embedded PostgreSQL"
+        raise StartupError(f"cannot use the database at {redacted(dsn)} ({where}): {reason}") from None
 
 
 @contextmanager
@@ -41,7 +105,7 @@ def database(settings: Settings) -> Iterator[str]:
 
 
 def migrate_only(settings: Settings, revision: str) -> int:
-    with database(settings) as dsn:
+    with database(settings) as dsn, explained(dsn):
         upgrade(dsn, revision)
     print("migrations applied")
     return 0
@@ -63,15 +127,16 @@ def serve(settings: Settings, *, demo: bool, workers: int = 1) -> int:
         print(f"contact-router: {exc}", file=sys.stderr)
         return 2
     with database(settings) as dsn:
-        upgrade(dsn)
+        with explained(dsn):
+            upgrade(dsn)
         app = build_app(app_config(settings, credentials, dsn, demo=demo))
         kept = "set by ROUTER_ADMIN_TOKEN" if settings.admin_token else f"kept in {settings.var_dir}/admin-token"
-        print(f"contact router on http://{settings.host}:{settings.port}  (pages: /admin, /desk)\n"
-              f"admin token ({kept}): {credentials.admin_token}", flush=True)
+        banner = (f"contact router on http://{settings.host}:{settings.port}  (pages: /admin, /desk)\n"
+                  f"admin token ({kept}): {credentials.admin_token}")
         children = _spawn_workers(settings, dsn, workers - 1)
         try:
             with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
-                runner.run(_run(app, settings, reuse_port=workers > 1))
+                runner.run(_run(app, settings, reuse_port=workers > 1, banner=banner))
         finally:
             _stop_workers(children)
     return 0
@@ -124,13 +189,21 @@ def _stop_workers(children: list[subprocess.Popen[bytes]]) -> None:
             child.kill()
 
 
-async def _run(app: web.Application, settings: Settings, *, reuse_port: bool = False) -> None:
+async def _run(app: web.Application, settings: Settings, *, reuse_port: bool = False, banner: str = "") -> None:
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     tune_gc()
     reuse_port = reuse_port or os.environ.get("ROUTER_WORKER") == "1"
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()  # the router, its leadership and its store stop as on a signal
+        reason = ("the address is in use: another program (or another contact-router) listens there; "
+                  "stop it or pass --port" if exc.errno == errno.EADDRINUSE else f"{exc.strerror or exc}; check --host")
+        raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {reason}") from None
+    if banner and os.environ.get("ROUTER_WORKER") != "1":
+        print(banner, flush=True)  # once listening: the address it names answers
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -161,7 +234,7 @@ def check_only(settings: Settings, *, as_json: bool) -> int:
         finally:
             await store.close()
 
-    with database(settings) as dsn:
+    with database(settings) as dsn, explained(dsn):
         report = asyncio.run(run(dsn))
     if as_json:
         print(json.dumps(report))

@@ -91,3 +91,52 @@ async def test_workers_share_the_port_and_stop_with_the_server(tmp_path: Path, d
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
     assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
+
+
+async def _run_cli(var_dir: Path, *args: str, database_url: str | None = None) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "ROUTER_ADMIN_TOKEN")}
+    env["ROUTER_VAR_DIR"] = str(var_dir)
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "router", *args, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, (out + err).decode()
+
+
+@pytest.mark.parametrize("command", [("serve",), ("migrate",), ("check",)])
+async def test_a_database_out_of_reach_is_one_line_naming_it(tmp_path: Path, command: tuple[str, ...]) -> None:
+    closed = free_port()  # nothing listens there
+    code, output = await _run_cli(tmp_path, *command,
+                                  database_url=f"postgresql://router:s3cret-pw@127.0.0.1:{closed}/bank")
+    assert code == 2
+    assert "Traceback" not in output and "s3cret-pw" not in output
+    assert (f"contact-router: cannot use the database at postgresql://router:***@127.0.0.1:{closed}/bank "
+            "(DATABASE_URL): connection refused") in output
+
+
+async def test_a_database_that_does_not_exist_is_named(tmp_path: Path, database_url: str) -> None:
+    missing = database_url.rsplit("/", 1)[0] + "/no_such_database_here"
+    code, output = await _run_cli(tmp_path, "serve", "--port", str(free_port()), database_url=missing)
+    assert code == 2 and "Traceback" not in output
+    assert 'database "no_such_database_here" does not exist' in output
+
+
+async def test_a_port_in_use_is_said_and_nothing_is_left_running(tmp_path: Path, database_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, output = await _run_cli(tmp_path, "serve", "--port", str(port), database_url=database_url)
+    assert code == 2 and "Traceback" not in output
+    assert f"contact-router: cannot listen on 127.0.0.1:{port}: the address is in use" in output
+    assert "contact router on http://" not in output  # the banner names an address that answers
+    assert "stepped down as leader" in output  # the router it had started stopped as on a signal
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "80000", "-1", "eighty"])
+async def test_a_port_out_of_range_is_refused_before_anything_starts(tmp_path: Path, port: str) -> None:
+    code, output = await _run_cli(tmp_path, "serve", "--port", port)
+    assert code == 2 and "a port is a whole number from 1 to 65535" in output
+    assert not (tmp_path / "pgdata").exists()

@@ -146,3 +146,29 @@ def test_a_secrets_file_that_cannot_be_parsed_stops_the_start_clearly(tmp_path: 
     (tmp_path / "gateway-secrets.json").write_text("{not json")
     with pytest.raises(ValueError, match="gateway secrets file .*gateway-secrets.json"):
         load_credentials(Settings.from_env({"ROUTER_VAR_DIR": str(tmp_path)}))
+
+
+def test_a_database_url_in_a_message_hides_the_password() -> None:
+    from router.serve import redacted
+
+    assert redacted("postgresql://bank:pa%40ss@db.internal:5432/router") == "postgresql://bank:***@db.internal:5432/router"
+    assert redacted("postgresql://bank@db/router") == "postgresql://bank@db/router"
+    assert redacted("postgresql://db/router?sslmode=require") == "postgresql://db/router?sslmode=require"
+    assert redacted("postgresql://bank:pw@[::1]:5432/r") == "postgresql://bank:***@[::1]:5432/r"
+
+
+def test_only_reaching_the_database_counts_as_a_database_problem() -> None:
+    import asyncpg
+
+    from router.serve import database_problem
+
+    try:
+        try:
+            raise asyncpg.InvalidCatalogNameError('database "gone" does not exist')
+        except asyncpg.PostgresError as inner:
+            raise RuntimeError("wrapped, as SQLAlchemy does") from inner
+    except RuntimeError as outer:
+        assert database_problem(outer) == 'database "gone" does not exist'
+    assert database_problem(ConnectionRefusedError(111, "Connect call failed")).startswith("connection refused")
+    assert database_problem(asyncpg.UniqueViolationError("duplicate key")) is None  # a bug keeps its traceback
+    assert database_problem(KeyError("x")) is None
