@@ -97,7 +97,15 @@ def database(settings: Settings) -> Iterator[str]:
         yield settings.database_url
         return
     embedded = EmbeddedPostgres((settings.var_dir / "pgdata").resolve())
-    dsn = embedded.start()
+    try:
+        dsn = embedded.start()
+    except Exception as exc:  # noqa: BLE001  (whatever pgserver raised: the operator needs the folder and the log)
+        log.debug("embedded PostgreSQL did not start", exc_info=True)
+        first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise StartupError(
+            f"the embedded PostgreSQL in {embedded.data_dir} did not start: {first_line}. Its log is "
+            f"{embedded.data_dir / 'log'}; a data folder of another PostgreSQL version or a damaged one can be "
+            "moved away to start afresh (or set DATABASE_URL to use another PostgreSQL)") from None
     try:
         yield dsn
     finally:

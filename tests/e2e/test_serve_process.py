@@ -140,3 +140,13 @@ async def test_a_port_out_of_range_is_refused_before_anything_starts(tmp_path: P
     code, output = await _run_cli(tmp_path, "serve", "--port", port)
     assert code == 2 and "a port is a whole number from 1 to 65535" in output
     assert not (tmp_path / "pgdata").exists()
+
+
+async def test_an_embedded_database_that_cannot_start_names_its_folder_and_log(tmp_path: Path) -> None:
+    (tmp_path / "pgdata").mkdir()
+    (tmp_path / "pgdata" / "PG_VERSION").write_text("9\n")  # a data folder of another PostgreSQL
+    code, output = await _run_cli(tmp_path, "serve", "--port", str(free_port()))
+    assert code == 2 and "Traceback" not in output
+    pgdata = (tmp_path / "pgdata").resolve()
+    assert f"the embedded PostgreSQL in {pgdata} did not start: Version mismatch" in output
+    assert f"Its log is {pgdata / 'log'}" in output
