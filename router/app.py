@@ -37,7 +37,7 @@ from .leader import Leadership, instance_alive
 from .service import RouterService, RouterSettings
 from .snapshots import SnapshotSettings
 from .policy_service import PolicyService
-from .tasks import supervised
+from .tasks import TaskBoard, supervised
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ def build_app(config: AppConfig) -> web.Application:
     app[keys.SETTINGS] = config.settings
     app[keys.CREDENTIALS] = config.credentials
     app[keys.GATEWAY_RATE_LIMITER] = RateLimiter(config.gateway_rate_per_s, config.gateway_burst)
+    app[keys.TASKS] = TaskBoard()
     app[OPENAPI_KEY] = build_document([health_paths, channels_api.openapi_paths, customers_api.openapi_paths,
                                         policies_api.openapi_paths, agents_api.openapi_paths,
                                         queues_api.openapi_paths])
@@ -96,7 +97,7 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _policies_ctx(app: web.Application) -> AsyncIterator[None]:
-    policies = PolicyService(app[keys.STORE], domain=app[keys.SETTINGS].domain)
+    policies = PolicyService(app[keys.STORE], domain=app[keys.SETTINGS].domain, board=app[keys.TASKS])
     await policies.start()
     app[keys.POLICIES] = policies
     yield
@@ -113,7 +114,8 @@ def _router_ctx(config: AppConfig) -> Callable[[web.Application], AsyncIterator[
         router = RouterService(app[keys.STORE], lambda: policies.active.current(), config.router_settings,
                                consumers=[customers.apply], snapshots=snapshots,
                                snapshot_parts={"customers": customers},
-                               instance_alive=lambda instance: instance_alive(app[keys.STORE].pool, instance))
+                               instance_alive=lambda instance: instance_alive(app[keys.STORE].pool, instance),
+                               board=app[keys.TASKS])
         hub = DeskHub(router.state, time.time, config.router_settings.instance)
         hub.unrecorded = agents_api.desk_reclaimer(router, hub)
         router.on_change = lambda contacts, agents: hub.sync(agents)
@@ -126,7 +128,7 @@ def _router_ctx(config: AppConfig) -> Callable[[web.Application], AsyncIterator[
         # only instances that may lead contend for the leader's lock.
         leadership = Leadership(config.dsn, config.settings.domain, instance=config.router_settings.instance,
                                 contend=config.router_settings.lead)
-        leading = supervised(leadership.run(router.on_elected, router.on_lost), "leadership")
+        leading = supervised(leadership.run(router.on_elected, router.on_lost), "leadership", app[keys.TASKS])
         try:
             # Why wait: a desk opened here before the lease is held would look, to the leader,
             # like a desk of an instance that is gone.
@@ -155,9 +157,23 @@ def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
 
 
 async def health(request: web.Request) -> web.Response:
+    """200 when this instance can do its work: the database answers (within 2 s) and none of
+    its long-running tasks (log follower, routing loop, leadership) was stopped by an error;
+    else 503, so that an orchestrator takes it out of service or restarts it."""
     try:
-        await request.app[keys.STORE].pool.fetchval("SELECT 1")
+        await request.app[keys.STORE].pool.fetchval("SELECT 1", timeout=2)
     except Exception as exc:
-        raise ApiError(503, "database_unavailable", f"the database is unreachable: {exc}",
+        raise ApiError(503, "database_unavailable", f"the database is unreachable: {exc or type(exc).__name__}",
                        headers={"Retry-After": "2"}) from None
-    return web.json_response({"status": "ok"})
+    stopped = request.app[keys.TASKS].stopped()
+    if stopped:
+        raise ApiError(503, "instance_stalled", f"background work stopped by an error: {', '.join(stopped)}; "
+                       "restart this instance (its log says why; the event log keeps everything)")
+    router = request.app[agents_api.ROUTER]
+    return web.json_response({
+        "status": "ok",
+        "instance": router.settings.instance,
+        "domain": router.settings.domain,
+        "role": "leader" if router.is_leader else "standby",
+        "event_lag_s": round(router.event_lag_s(), 3),
+    })

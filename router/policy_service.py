@@ -41,7 +41,7 @@ from policies.validate import ValidationReport, validate_document
 from policies.vocabulary import AgentProfile, AgentSnapshot
 
 from .events import metadata as ev_metadata
-from .tasks import supervised
+from .tasks import TaskBoard, supervised
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +172,10 @@ class PolicyService:
     """Publish, roll back and read policy versions; keep `active` current."""
 
     def __init__(self, store: EventStore, *, domain: str = "default",
-                 clock: Callable[[], datetime] = _utc_now, poll_interval_s: float = 1.0) -> None:
+                 clock: Callable[[], datetime] = _utc_now, poll_interval_s: float = 1.0,
+                 board: TaskBoard | None = None) -> None:
         self._store = store
+        self._board = board
         self._clock = clock
         self.stream_id = stream_id_for("policy", "versions", domain)
         self._domain = domain
@@ -198,7 +200,7 @@ class PolicyService:
         await self.refresh()
         if self._active is None:
             raise RuntimeError(f"no stored version of {self.stream_id} compiles; cannot route without a policy")
-        self._task = supervised(self._follow(), f"policy-follower:{self._domain}")
+        self._task = supervised(self._follow(), f"policy-follower:{self._domain}", self._board)
 
     async def stop(self) -> None:
         # A flag, not task.cancel(): on Python 3.11 wait_for() can swallow a cancellation that

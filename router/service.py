@@ -32,7 +32,7 @@ from .decide import Decision, Part, agents_in, contacts_in, next_offers, place
 from .scheduler import TimerScheduler
 from .snapshots import SnapshotSettings, Snapshottable, encode_aside
 from .state import NEW, WAITING, RouterState
-from .tasks import supervised
+from .tasks import TaskBoard, supervised
 from .timers import Timer, TimerSettings, fire, timers_for_agent, timers_for_contact
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,10 @@ class RouterService:
                  consumers: Sequence[Callable[[Sequence[RecordedEvent]], None]] = (),
                  snapshots: SnapshotSettings | None = None,
                  snapshot_parts: Mapping[str, Snapshottable] | None = None,
-                 instance_alive: Callable[[str], Awaitable[bool]] | None = None) -> None:
+                 instance_alive: Callable[[str], Awaitable[bool]] | None = None,
+                 board: TaskBoard | None = None) -> None:
         self.store = store
+        self.board = board if board is not None else TaskBoard()
         self._instance_alive = instance_alive  # None: no sweep for instances gone (one process, tests)
         self.state = RouterState()
         self.settings = settings
@@ -119,7 +121,7 @@ class RouterService:
         self._applied_lag_s = 0.0  # the rebuild read old events on purpose: lag counts from now on
         log.info("state rebuilt in %.2f s: %s and %d events of the log", time.monotonic() - started,
                  f"a snapshot at position {cursor.position}" if cursor is not None else "no snapshot", delivered)
-        self._tasks.append(supervised(self._subscription.run_from_cursor(), "router-follow"))
+        self._tasks.append(supervised(self._subscription.run_from_cursor(), "router-follow", self.board))
 
     async def stop(self) -> None:
         await self.on_lost()
@@ -196,9 +198,9 @@ class RouterService:
             self._scheduler.reconcile(contact.contact_id, timers_for_contact(contact))
         for agent in list(self.state.agents.values()):
             self._scheduler.reconcile(agent.agent_id, timers_for_agent(agent, self.settings.timers))
-        self._tasks.append(supervised(self._decide_loop(), "router-decide"))
+        self._tasks.append(supervised(self._decide_loop(), "router-decide", self.board))
         if self._instance_alive is not None:
-            self._tasks.append(supervised(self._sweep_gone_instances(), "router-instances"))
+            self._tasks.append(supervised(self._sweep_gone_instances(), "router-instances", self.board))
         log.info("routing as leader, epoch %d, %d timers armed", self.epoch, self._scheduler.armed)
 
     async def on_lost(self) -> None:

@@ -67,9 +67,21 @@ def build_document(contributors: list[Contributor]) -> dict[str, Any]:
 def health_paths(doc: dict[str, Any]) -> None:
     doc["paths"]["/v1/health"] = {
         "get": {
-            "summary": "Liveness and database reachability",
+            "summary": "Whether this instance can do its work",
+            "description": "200 while the database answers (within 2 s) and none of the instance's long-running "
+                           "tasks (log follower, routing loop, leadership) was stopped by an error. 503 "
+                           "database_unavailable (with Retry-After) or instance_stalled (restart it).",
             "responses": {
-                "200": {"description": "healthy", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "200": {"description": "healthy", "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["status", "instance", "domain", "role", "event_lag_s"],
+                    "properties": {
+                        "status": {"const": "ok"},
+                        "instance": {"type": "string", "description": "this server instance's id"},
+                        "domain": {"type": "string", "description": "the routing domain it serves"},
+                        "role": {"enum": ["leader", "standby"], "description": "leader: this instance routes"},
+                        "event_lag_s": {"type": "number", "minimum": 0,
+                                        "description": "how late the newest event reached this instance's state"},
+                    }}}}},
                 **error_responses(503),
             },
         }
