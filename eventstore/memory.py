@@ -29,6 +29,7 @@ from .model import (
     check_cursor,
     check_from_version,
     check_limit,
+    check_stream_ids,
     parse_stream_id,
     prepare_append,
     prepare_group,
@@ -102,6 +103,11 @@ class MemoryEventStore:
         check_limit(limit, optional=True)
         events = self._streams.get(stream_id, [])[max(first, 1) - 1 :]
         return events[:limit] if limit is not None else list(events)
+
+    async def read_last_events(self, stream_ids: Sequence[str]) -> dict[str, RecordedEvent]:
+        self._check_open()
+        names = check_stream_ids(stream_ids)
+        return {n.stream_id: self._streams[n.stream_id][-1] for n in names if self._streams.get(n.stream_id)}
 
     async def stream_version(self, stream_id: str) -> int:
         parse_stream_id(stream_id)

@@ -18,6 +18,7 @@ from .errors import EventTooLargeError, InvalidAppendError, InvalidArgumentError
 DEFAULT_MAX_EVENT_BYTES: Final = 256 * 1024
 MAX_EVENTS_PER_APPEND: Final = 10_000
 MAX_VERSION: Final = 2**31 - 1  # versions are stored as PostgreSQL integers
+MAX_STREAMS_PER_READ: Final = 10_000
 
 # A stream id names its category (stream type), its routing domain and the entity:
 # "contact-default:7f0c...". The domain is inside the id so that a domain's streams
@@ -110,6 +111,22 @@ def check_limit(limit: object, *, optional: bool = False) -> None:
         return
     if not _is_int(limit) or not 0 <= limit <= _MAX_BIGINT:  # type: ignore[operator]
         raise InvalidArgumentError(f"limit must be an integer from 0, not {limit!r}"[:200], field="limit")
+
+
+def check_stream_ids(stream_ids: object) -> list[StreamName]:
+    """The streams of a many-stream read: a list or tuple of valid stream ids, at most
+    MAX_STREAMS_PER_READ of them (repeats allowed)."""
+    if not isinstance(stream_ids, (list, tuple)):
+        raise InvalidArgumentError("stream_ids must be a list of stream ids", field="stream_ids")
+    if len(stream_ids) > MAX_STREAMS_PER_READ:
+        raise InvalidArgumentError(f"at most {MAX_STREAMS_PER_READ} streams per read", field="stream_ids")
+    names: list[StreamName] = []
+    for index, stream_id in enumerate(stream_ids):
+        try:
+            names.append(parse_stream_id(stream_id))
+        except InvalidAppendError as exc:
+            raise InvalidArgumentError(exc.message, field=f"stream_ids[{index}]") from None
+    return names
 
 
 def check_from_version(from_version: object) -> int:

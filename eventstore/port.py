@@ -32,6 +32,11 @@ class EventStore(Protocol):
         """The stream's last version, 0 when it has no events."""
         ...
 
+    async def read_last_events(self, stream_ids: Sequence[str]) -> dict[str, RecordedEvent]:
+        """Each named stream's newest event (its version is the stream's), in one read; a
+        stream with no events is left out. At most `MAX_STREAMS_PER_READ` ids."""
+        ...
+
     async def read_log(
         self, after: LogCursor, limit: int = 1000, category: str | None = None
     ) -> list[RecordedEvent]:

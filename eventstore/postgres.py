@@ -52,6 +52,7 @@ from .model import (
     check_cursor,
     check_from_version,
     check_limit,
+    check_stream_ids,
     parse_stream_id,
     prepare_append,
     prepare_group,
@@ -283,6 +284,20 @@ class PostgresEventStore:
         async with translated():
             rows = await self._pool.fetch(sql, name.domain, stream_id, first, limit)
         return [_recorded(r) for r in rows]
+
+    async def read_last_events(self, stream_ids: Sequence[str]) -> dict[str, RecordedEvent]:
+        names = {n.stream_id: n for n in check_stream_ids(stream_ids)}
+        if not names:
+            return {}
+        # One index probe per stream (domain, stream_id, version DESC): the newest row only.
+        sql = (
+            f"SELECT e.* FROM unnest($1::text[], $2::text[]) AS s(domain, stream_id) CROSS JOIN LATERAL "
+            f"(SELECT {_COLUMNS} FROM events WHERE domain = s.domain AND stream_id = s.stream_id "
+            "ORDER BY version DESC LIMIT 1) AS e"
+        )
+        async with translated():
+            rows = await self._pool.fetch(sql, [n.domain for n in names.values()], list(names))
+        return {r["stream_id"]: _recorded(r) for r in rows}
 
     async def stream_version(self, stream_id: str) -> int:
         name = parse_stream_id(stream_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -36,7 +37,11 @@ async def post_import(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_encoding", "the file must be UTF-8") from None
     # A birth date after today is refused; "today" is taken a day wide, so that a customer born
     # today in a zone ahead of UTC is not.
-    report = parse_import(text, fmt, today=datetime.now(timezone.utc).date() + timedelta(days=1))
+    # In a thread: a 32 MiB file takes seconds to check, and the event loop (desks' heartbeats,
+    # gateways' events, routing) must not stand still meanwhile (measured: 100,000 customers
+    # held it 4.8 s). The thread yields the interpreter to the loop every few milliseconds.
+    report = await asyncio.to_thread(parse_import, text, fmt,
+                                     today=datetime.now(timezone.utc).date() + timedelta(days=1))
     if not report.accepted:
         raise ApiError(422, "nothing_to_import", "no line of the file is a valid customer",
                        details=report.to_data())

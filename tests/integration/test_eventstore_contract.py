@@ -17,6 +17,7 @@ from eventstore import (
     DuplicateEventError,
     EventTooLargeError,
     InvalidAppendError,
+    InvalidArgumentError,
     NewEvent,
     StreamAppend,
     Subscription,
@@ -179,6 +180,30 @@ async def test_read_stream_from_version(store: Any) -> None:
     assert [e.version for e in await store.read_stream(S1, from_version=3)] == [3, 4, 5]
     assert [e.version for e in await store.read_stream(S1, from_version=2, limit=2)] == [2, 3]
     assert await store.read_stream(S2) == []
+
+
+async def test_read_last_events_gives_each_streams_newest(store: Any) -> None:
+    await store.append(S1, [ev(n=i) for i in range(1, 4)], NO_STREAM)
+    await store.append(S2, [ev(n=9)], NO_STREAM)
+    await store.append("customer-other:c1", [ev(n=7)], NO_STREAM)  # another routing domain
+    last = await store.read_last_events([S1, S2, "contact-default:none", S1, "customer-other:c1"])
+    assert {k: (e.version, e.data["n"]) for k, e in last.items()} == {
+        S1: (3, 3), S2: (1, 9), "customer-other:c1": (1, 7)}
+    assert last[S1].stream_id == S1 and last[S1].position < last[S2].position
+    assert await store.read_last_events([]) == {}
+
+
+@pytest.mark.parametrize("stream_ids, field", [
+    ("contact-default:c1", "stream_ids"),  # a string is not a list of ids
+    ({S1}, "stream_ids"),
+    ([S1, "not a stream"], "stream_ids[1]"),
+    ([S1, 7], "stream_ids[1]"),
+    ([S1] * 10_001, "stream_ids"),
+])
+async def test_read_last_events_refuses_bad_arguments(store: Any, stream_ids: Any, field: str) -> None:
+    with pytest.raises(InvalidArgumentError) as refused:
+        await store.read_last_events(stream_ids)
+    assert refused.value.field == field
 
 
 async def test_concurrent_appends_to_separate_streams_all_succeed(store: Any) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from eventstore import RecordedEvent
 from router.customers import CustomerState
 
@@ -53,6 +55,13 @@ class _StoreThatFailsAfter:
     async def read_stream(self, stream_id: str) -> object:
         return await self.inner.read_stream(stream_id)
 
+    async def read_last_events(self, stream_ids: list[str]) -> object:
+        from eventstore import StoreUnavailableError
+
+        if self.ok <= 0:
+            raise StoreUnavailableError("connection refused")
+        return await self.inner.read_last_events(stream_ids)
+
 
 async def test_an_import_cut_short_by_the_store_says_what_is_stored_and_a_resend_finishes_it() -> None:
     import pytest
@@ -71,6 +80,23 @@ async def test_an_import_cut_short_by_the_store_says_what_is_stored_and_a_resend
     assert outcome.to_data()["stored"] == 6 and outcome.to_data()["unchanged"] == 4
     head = await store.inner.log_head()
     assert head.position == 10, "every profile once"
+
+
+@pytest.mark.parametrize("ok", [0, 499, 500, 777, 1199])
+async def test_a_long_import_cut_short_in_any_chunk_counts_right(ok: int) -> None:
+    from channels.customer_import import parse_import
+    from router.customers import ImportIncomplete, import_profiles
+
+    text = "".join(f'{{"customer_id": "C{i:04d}", "segment": "mass"}}\n' for i in range(1200))
+    report = parse_import(text, "jsonl", today=START.date())
+    store = _StoreThatFailsAfter(ok=ok)
+    with pytest.raises(ImportIncomplete) as cut:
+        await import_profiles(store, report, actor="admin", domain="default")  # type: ignore[arg-type]
+    assert (cut.value.stored, cut.value.unchanged, cut.value.not_stored) == (ok, 0, 1200 - ok)
+    assert (await store.inner.log_head()).position == ok
+    store.ok = 10_000
+    outcome = await import_profiles(store, report, actor="admin", domain="default")  # type: ignore[arg-type]
+    assert (outcome.to_data()["stored"], outcome.to_data()["unchanged"]) == (1200 - ok, ok)
 
 
 async def test_a_profile_imported_again_after_another_replaced_it_is_current_again() -> None:
