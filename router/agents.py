@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 from collections.abc import Iterable
@@ -30,6 +31,8 @@ Capacity = Annotated[int, Field(ge=0, le=20)]
 # What a PATCH may change but not clear: null for these is refused (leave the field out to
 # keep it). team and supervisor may be null: the agent leaves its team or has no supervisor.
 NOT_NULL = ("name", "skills", "languages", "channels", "total_capacity")
+
+log = logging.getLogger(__name__)
 
 
 def _schema_without_null(schema: dict[str, Any]) -> None:
@@ -153,11 +156,19 @@ class AgentDirectory:
         metadata = ev.metadata(actor=actor, correlation_id=agent_id, channel="admin")
         event = NewEvent(type_, data, metadata)
         result = await self._router.store.append(stream, [event], expected)
-        # Apply at once, so the caller's next request (e.g. the desk connecting with the new
-        # token) sees it on this instance without waiting for the subscription.
-        self._router.state.apply(RecordedEvent(event.event_id, stream, result.last_version, result.last_position,
-                                               0, type_, data, metadata, datetime.now(timezone.utc)))
-        self._router.notify_changed()
+        # Seen at once, so the caller's next request (e.g. the desk connecting with the new
+        # token) finds it on this instance. Why not always apply it here: a stream's events
+        # are applied once each, in version order, so applying ours ahead of one another
+        # instance wrote just before (the agent's desk connecting there) would make the log
+        # follower skip that one for good. When the state is not right behind ours, the
+        # follower brings both, in order.
+        agent = self._router.state.agents.get(agent_id)
+        if result.last_version == (agent.version if agent is not None else 0) + 1:
+            self._router.state.apply(RecordedEvent(event.event_id, stream, result.last_version, result.last_position,
+                                                   0, type_, data, metadata, datetime.now(timezone.utc)))
+            self._router.notify_changed()
+        elif not await self._router.sync():
+            log.warning("%s of %s is stored but not yet seen by this instance", type_, agent_id)
 
     def get(self, agent_id: str) -> AgentState:
         agent = self._router.state.agents.get(agent_id)

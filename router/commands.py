@@ -84,6 +84,8 @@ def _own_offer(state: RouterState, agent_id: str, offer_id: object, now_s: float
         raise CommandError("not_your_offer", "this offer was made to another agent")
     if now_s >= offer.expires_at_s:
         raise CommandError("offer_expired", "this offer has expired")
+    if offer.contact_id not in state.contacts:  # finished and forgotten before its offer was revoked
+        raise CommandError("contact_ended", "the customer has left; this offer is being withdrawn")
     return offer
 
 

@@ -65,6 +65,7 @@ class Desk:
     outbox: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     writer: asyncio.Task[None] | None = None
     token_sha256: str | None = None  # the token it was opened with: a newer one issued closes it
+    closing: str | None = None  # why it is being closed (replaced, token_revoked): it acts no more
 
 
 class DeskHub:
@@ -136,26 +137,34 @@ class DeskHub:
                                 "message": "a new desk token was issued for you; sign in with it"})
         desk.outbox.put_nowait({"type": "_close", "code": 4001, "reason": "token revoked"})
         desk.token_sha256 = None  # said once
+        desk.closing = "token_revoked"
 
     @staticmethod
     def _replaced(desk: Desk) -> None:
         desk.outbox.put_nowait({"type": "error", "code": "replaced", "message": "this desk was opened elsewhere",
                                 "ref": None})
         desk.outbox.put_nowait({"type": "_close"})
+        desk.closing = "replaced"
 
     def _hello(self, desk: Desk) -> dict[str, Any]:
         agent = self._state.agents[desk.agent_id]
         now_s = self._clock()
-        desk.offers, desk.contacts, desk.presence = set(agent.offers), set(agent.contacts), self._presence(agent)
+        offers = [offer for oid in agent.offers if (offer := self._offer(oid, now_s)) is not None]
+        desk.offers, desk.contacts, desk.presence = ({o["offer_id"] for o in offers}, set(agent.contacts),
+                                                     self._presence(agent))
         return {"type": "hello", "agent_id": agent.agent_id, "state": self._state_view(agent),
                 "capacity": {ch.value: n for ch, n in (agent.profile.channels.items() if agent.profile else ())},
                 "active_contacts": [self._contact(cid, now_s) for cid in agent.contacts],
-                "pending_offers": [self._offer(oid, now_s) for oid in agent.offers]}
+                "pending_offers": offers}
 
     def _diff(self, desk: Desk, agent: AgentState) -> list[dict[str, Any]]:
-        now_s, out = self._clock(), []
+        now_s, out, untold = self._clock(), [], set[str]()
         for offer_id in agent.offers.keys() - desk.offers:
-            out.append(self._offer(offer_id, now_s))
+            offer = self._offer(offer_id, now_s)
+            if offer is None:
+                untold.add(offer_id)
+            else:
+                out.append(offer)
         for offer_id in desk.offers - agent.offers.keys():
             out.append(self._closed_offer(offer_id, agent))
         for contact_id in desk.contacts - agent.contacts.keys():
@@ -165,7 +174,7 @@ class DeskHub:
         presence = self._presence(agent)
         if presence != desk.presence:
             out.append({"type": "state", **self._state_view(agent)})
-        desk.offers, desk.contacts, desk.presence = set(agent.offers), set(agent.contacts), presence
+        desk.offers, desk.contacts, desk.presence = agent.offers.keys() - untold, set(agent.contacts), presence
         return out
 
     def _closed_offer(self, offer_id: str, agent: AgentState) -> dict[str, Any]:
@@ -175,11 +184,13 @@ class DeskHub:
         reason = self._state.closed_offers.get(offer_id, "withdrawn")
         return {"type": "offer_revoked", "offer_id": offer_id, "reason": reason}
 
-    def _offer(self, offer_id: str, now_s: float) -> dict[str, Any]:
+    def _offer(self, offer_id: str, now_s: float) -> dict[str, Any] | None:
+        """The offer as the desk is told it; None when it cannot be taken (its contact is
+        finished and forgotten, its revoke on the way): not shown, so never offered."""
         offer = self._state.offers.get(offer_id)
-        if offer is None:
-            return {"type": "offer_revoked", "offer_id": offer_id, "reason": "withdrawn"}
-        contact = self._state.contacts[offer.contact_id]
+        contact = self._state.contacts.get(offer.contact_id) if offer is not None else None
+        if offer is None or contact is None:
+            return None
         return {"type": "offer", "offer_id": offer_id, "contact": contact_summary(contact, now_s),
                 "expires_at": iso(offer.expires_at_s), "reasons": list(self._state.offer_reasons.get(offer_id, ()))}
 
@@ -207,7 +218,12 @@ class DeskHub:
                 await desk.socket.close(code=int(message.get("code", 4000)), message=reason)
                 return
             try:
-                await desk.socket.send_str(orjson.dumps(message).decode())
+                text = orjson.dumps(message).decode()
+            except TypeError as exc:  # orjson.JSONEncodeError: one message lost, not the desk
+                log.error("a message to the desk of %s could not be written (%s): %.200r", desk.agent_id, exc, message)
+                continue
+            try:
+                await desk.socket.send_str(text)
             except (ConnectionError, RuntimeError) as exc:
                 log.info("desk of %s went away while writing: %s", desk.agent_id, exc)
                 return

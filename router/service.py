@@ -225,7 +225,11 @@ class RouterService:
         if now - self._last_forget_s < 60.0 and not force:
             return
         self._last_forget_s = now
+        # Why offers too: a customer who leaves while offered is finished before the offer's
+        # revoke lands; forgotten meanwhile, the revoke (and the offer's expiry) would find no
+        # contact, and the offer would hold the agent's capacity for ever.
         held = {cid for agent in self.state.agents.values() for cid in agent.contacts}
+        held.update(offer.contact_id for offer in self.state.offers.values())
         forgotten = self.state.forget_done(lambda c: c.contact_id in held or bool(timers_for_contact(c)))
         if forgotten:
             log.debug("forgot %d finished contacts", forgotten)

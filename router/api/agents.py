@@ -36,6 +36,10 @@ MAX_BODY = 64 * 1024
 MAX_DESK_FRAME = 1024 * 1024
 PING_EVERY_S = 10.0
 PONG_TIMEOUT_S = 35.0
+# A desk silent past PONG_TIMEOUT_S is closed with this code: not 4001 (the token was revoked:
+# the desk must not reconnect with it) nor 4000 (replaced): a desk that was only asleep or
+# cut off for a while reconnects and carries on.
+NO_PONG_CLOSE = 4002
 
 
 def _validation_error(exc: ValidationError) -> ApiError:
@@ -145,6 +149,7 @@ async def desk_socket(request: web.Request) -> web.StreamResponse:
     pinger = asyncio.create_task(_ping(ws, desk, hub))
     try:
         async for message in ws:
+            desk.last_pong = time.monotonic()  # any frame says the desk is there, not only a pong
             if message.type == WSMsgType.TEXT:
                 await _handle(router, hub, desk, message.data)
             elif message.type == WSMsgType.BINARY:
@@ -214,7 +219,7 @@ async def _ping(ws: web.WebSocketResponse, desk: Desk, hub: DeskHub) -> None:
     while not ws.closed:
         await asyncio.sleep(PING_EVERY_S)
         if time.monotonic() - desk.last_pong > PONG_TIMEOUT_S:
-            await ws.close(code=4001, message=b"no pong")
+            await ws.close(code=NO_PONG_CLOSE, message=b"no pong")
             return
         hub.send(desk, {"type": "ping", "at": time.time()})
 
@@ -225,8 +230,13 @@ _UNAVAILABLE: dict[str, Any] = {
 }
 
 
-def _commands(router: RouterService, agent_id: str, msg: dict[str, Any]) -> Decision:
-    state, now_s = router.state, time.time()
+def _commands(router: RouterService, desk: Desk, msg: dict[str, Any]) -> Decision:
+    if desk.closing is not None:
+        # Why here, where the command is decided (after any wait for the router): a desk
+        # replaced by another or opened with a revoked token, while it closes, may still
+        # have frames on their way in; none of them may act for the agent.
+        raise CommandError(desk.closing, "this desk is closing and acts no more; nothing changed")
+    state, now_s, agent_id = router.state, time.time(), desk.agent_id
     kind = msg.get("type")
     if kind == "accept":
         return accept(state, agent_id, msg.get("offer_id"), now_s)
@@ -243,6 +253,17 @@ def _commands(router: RouterService, agent_id: str, msg: dict[str, Any]) -> Deci
                         msg.get("note"), now_s, policy=router.current_policy())
     raise CommandError("unknown_type", f"unknown message type {kind!r}; expected accept, reject, state, "
                                        "complete, wrapup_done, transfer or pong")
+
+
+def _ref(msg: dict[str, Any]) -> str | int | None:
+    """What an error frame names as the message it answers: the desk's own `ref`, else the
+    offer or contact it was about. Only a string or a number is echoed: anything else the
+    desk sent there (a list nested hundreds deep) may not even be writable back."""
+    for key in ("ref", "offer_id", "contact_id"):
+        value: object = msg.get(key)
+        if value and isinstance(value, (str, int)) and not isinstance(value, bool):
+            return value
+    return None
 
 
 async def _handle(router: RouterService, hub: DeskHub, desk: Desk, text: str) -> None:
@@ -264,12 +285,11 @@ async def _handle(router: RouterService, hub: DeskHub, desk: Desk, text: str) ->
                         "ref": ref if isinstance(ref, (str, int)) else None})
         return
     if msg["type"] == "pong":
-        desk.last_pong = time.monotonic()
-        return
-    ref = msg.get("ref") or msg.get("offer_id") or msg.get("contact_id")
+        return  # its arrival was noted (`desk_socket`)
+    ref = _ref(msg)
     for attempt in range(4):
         try:
-            if await router.command(desk.agent_id, lambda: _commands(router, desk.agent_id, msg)):
+            if await router.command(desk.agent_id, lambda: _commands(router, desk, msg)):
                 return
         except CommandError as exc:
             hub.send(desk, {"type": "error", "code": exc.code, "message": exc.message, "ref": ref})

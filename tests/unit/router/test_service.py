@@ -195,3 +195,26 @@ async def test_an_offer_expiry_refused_as_stale_is_tried_again() -> None:
     kinds = [t for t, _ in types]
     assert store.refused == 1 and router.decisions_stale >= 1
     assert ev.OFFER_EXPIRED in kinds and kinds.count(ev.OFFER_MADE) == 2, types
+
+
+async def test_the_minutes_clean_up_keeps_a_finished_contact_while_an_offer_for_it_is_out() -> None:
+    # The customer hung up while offered: the contact is finished before the offer's revoke
+    # lands. Forgotten meanwhile, the revoke and the offer's expiry found no contact, and the
+    # offer held the agent's capacity for ever.
+    from router.decide import next_offers, place
+
+    log = Log()
+    log.agent("a1")
+    log.contact("c1")
+    log.contact("c2")
+    log.commit(place(log.state, log.state.contacts["c1"], POLICY, NOW))
+    for decision in next_offers(log.state, NOW):
+        log.commit(decision)
+    assert log.state.agents["a1"].offers
+    for contact_id in ("c1", "c2"):
+        log.add(f"contact-default:{contact_id}", ev.CONTACT_ENDED, {"contact_id": contact_id, "cause": "hung up"})
+    router = service()
+    router.state = log.state
+    router._forget_finished(force=True)  # noqa: SLF001
+    assert "c1" in router.state.contacts  # offered: kept until its offer is closed
+    assert "c2" not in router.state.contacts  # never offered: forgotten
