@@ -2,15 +2,16 @@
 
 The checker is a pure fold over events (feed them in log order, then ask for the
 report at an instant); the CLI only reads the log and prints. Invariants:
-- no contact assigned to two agents at once;
+- no contact assigned to two agents at once (by the contact's stream, and by the agents'
+  streams: engaged until freed), nor to another agent than its accepted offer's;
 - no agent above its capacity (per channel and in total) when the router reserved or
   engaged it;
-- every offer resolved (accepted, rejected, expired or revoked), unless still running;
+- every offer resolved (accepted, rejected, expired or revoked) once, unless still running;
 - every contact ended, abandoned, or waiting with a plan (placed by the router) and its timers
   due: a wait past its SLA is marked breached, a follow-up deadline past due is marked (both
   judged against the log's newest event, so a stopped router is not blamed for the time since);
 - no hard requirement ever relaxed: every escalation step keeps every hard requirement
-  of the plan, and every assigned agent meets them.
+  of the plan, and every assigned agent meets them (a named agent's transfer: that agent).
 """
 
 from __future__ import annotations
@@ -54,13 +55,17 @@ class _Contact:
     breached: bool = False  # the current wait's breach is marked
     queued_at_s: float | None = None
     deadlines: dict[str, float] = field(default_factory=dict)  # not yet marked due
+    deadlines_done: set[str] = field(default_factory=set)  # marked: a re-placement does not make them due again
+    accepted: dict[str, str] = field(default_factory=dict)  # offer id -> the agent it was made to, until assigned
 
 
 @dataclass
 class Checker:
     agents: dict[Key, _Agent] = field(default_factory=dict)
     contacts: dict[Key, _Contact] = field(default_factory=dict)
-    offers: dict[str, tuple[Key, float]] = field(default_factory=dict)  # open offers: id -> (contact, expires)
+    # Open offers: (domain, offer id) -> (contact, agent id, expires); an id is its domain's.
+    offers: dict[Key, tuple[Key, str, float]] = field(default_factory=dict)
+    holders: dict[Key, str] = field(default_factory=dict)  # contact -> the agent that has it engaged
     violations: list[str] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     newest_s: float = 0.0  # the newest event's time: the router was running then
@@ -97,8 +102,20 @@ class Checker:
             agent.reserved.pop(data.get("offer_id", ""), None)
             agent.engaged[data["contact_id"]] = data["channel"]
             self._capacity(agent_id, agent, data["channel"], event)
+            self._engaged(agent_id, (agent_id[0], data["contact_id"]), event)
         elif event.type == ev.AGENT_FREED:
             agent.engaged.pop(data["contact_id"], None)
+            if self.holders.get((agent_id[0], data["contact_id"])) == agent_id[1]:
+                del self.holders[(agent_id[0], data["contact_id"])]
+
+    def _engaged(self, agent_id: Key, contact_id: Key, event: RecordedEvent) -> None:
+        """Who holds a contact is on the agents' streams (engaged until freed): a contact's own
+        events, even a wrong move, do not free the agent who has it."""
+        holder = self.holders.get(contact_id)
+        if holder is not None and holder != agent_id[1]:
+            self.violations.append(f"contact {_named(contact_id)} engaged by {agent_id[1]} while {holder} still "
+                                   f"had it (position {event.position})")
+        self.holders[contact_id] = agent_id[1]
 
     def _capacity(self, agent_id: Key, agent: _Agent, channel: str, event: RecordedEvent) -> None:
         used = list(agent.reserved.values()) + list(agent.engaged.values())
@@ -129,12 +146,15 @@ class Checker:
                     contact.breached = False
                     contact.sla_due_s = queued_at_s + contact.answer_within_s
                 contact.queued_at_s = queued_at_s
-                contact.deadlines = {k: float(v) for k, v in (data["plan"].get("deadlines") or {}).items()}
+                # A deadline already marked stays marked when placed again (the router keeps it).
+                contact.deadlines = {k: float(v) for k, v in (data["plan"].get("deadlines") or {}).items()
+                                     if k not in contact.deadlines_done}
         elif kind == ev.SLA_BREACHED:
             contact.sla_due_s = None
             contact.breached = True
         elif kind == ev.FOLLOW_UP_DUE:
             contact.deadlines.pop(data["name"], None)
+            contact.deadlines_done.add(data["name"])
         elif kind == ev.ESCALATION_APPLIED:
             self._kept_hard(contact_id, contact, data.get("requirements", []), event)
             if data.get("answer_within_s") is not None:  # moved to a queue with another target: same wait
@@ -144,10 +164,15 @@ class Checker:
                 contact.answer_within_s = target
         elif kind == ev.OFFER_MADE:
             self.counts["offers"] += 1
-            self.offers[data["offer_id"]] = (contact_id, float(data["expires_at_s"]))
+            self.offers[(contact_id[0], data["offer_id"])] = (contact_id, data["agent_id"], float(data["expires_at_s"]))
         elif kind in (ev.OFFER_ACCEPTED, ev.OFFER_REJECTED, ev.OFFER_EXPIRED, ev.OFFER_REVOKED):
-            if self.offers.pop(data["offer_id"], None) is None and kind != ev.OFFER_ACCEPTED:
-                self.violations.append(f"offer {data['offer_id']} resolved twice or never made ({kind})")
+            # An accept too: accepting an offer already expired or revoked resolves it twice.
+            open_offer = self.offers.pop((contact_id[0], data["offer_id"]), None)
+            if open_offer is None:
+                self.violations.append(f"offer {data['offer_id']} of contact {_named(contact_id)} resolved twice or "
+                                       f"never made ({kind}, position {event.position})")
+            elif kind == ev.OFFER_ACCEPTED:
+                contact.accepted[data["offer_id"]] = open_offer[1]
         elif kind == ev.CONTACT_ASSIGNED:
             self._assigned(contact_id, contact, data, event)
         elif kind in (ev.CONTACT_TRANSFERRED, ev.CONTACT_REQUEUED):
@@ -157,7 +182,8 @@ class Checker:
                 # requirement but the named agent.
                 contact.hard = [r for r in contact.hard if r["kind"] != "agent"]
                 self._kept_hard(contact_id, contact, data.get("requirements", []), event)
-                contact.hard = [r for r in data.get("requirements", []) if r.get("hard") and r["kind"] != "agent"]
+                # A named agent (a transfer to an agent) is a hard requirement until its fallback.
+                contact.hard = [r for r in data.get("requirements", []) if r.get("hard")]
                 if data.get("answer_within_s") is not None:  # a move to a queue with its own target
                     target = float(data["answer_within_s"])
                     if data.get("same_wait") and contact.sla_due_s is not None and contact.answer_within_s is not None:
@@ -192,10 +218,15 @@ class Checker:
         if contact.assignee is not None and contact.assignee != agent_id:
             self.violations.append(f"contact {name} assigned to {agent_id} while {contact.assignee} "
                                    f"still had it (position {event.position})")
+        offered_to = contact.accepted.pop(data.get("offer_id", ""), None)
+        if offered_to != agent_id:
+            whose = f"made to {offered_to}" if offered_to is not None else "not accepted"
+            self.violations.append(f"contact {name} assigned to {agent_id} on offer {data.get('offer_id')}, "
+                                   f"{whose} (position {event.position})")
         contact.assignee = agent_id
         agent = self.agents.get((contact_id[0], agent_id), _Agent())
         for req in contact.hard:
-            if not _meets(agent, req, contact.channel):
+            if not _meets(agent_id, agent, req):
                 self.violations.append(f"contact {name} assigned to {agent_id}, who does not meet the hard "
                                        f"requirement {req['kind']} {req['name']} (position {event.position})")
 
@@ -211,7 +242,7 @@ class Checker:
 
     def report(self, now_s: float) -> dict[str, Any]:
         violations = list(self.violations)
-        for offer_id, (contact_id, expires_s) in self.offers.items():
+        for (_, offer_id), (contact_id, _, expires_s) in self.offers.items():
             if expires_s + OFFER_GRACE_S < now_s:
                 violations.append(f"offer {offer_id} for contact {_named(contact_id)} expired and was never resolved")
         waiting = 0
@@ -247,7 +278,7 @@ def _named(key: Key) -> str:
     return entity_id if domain == "default" else f"{entity_id} (domain {domain})"
 
 
-def _meets(agent: _Agent, req: dict[str, Any], channel: str | None) -> bool:
+def _meets(agent_id: str, agent: _Agent, req: dict[str, Any]) -> bool:
     kind, name = req["kind"], req["name"]
     if kind == "skill":
         return agent.skills.get(name, 0) >= int(req.get("min_level", 0))
@@ -255,7 +286,9 @@ def _meets(agent: _Agent, req: dict[str, Any], channel: str | None) -> bool:
         return name in agent.languages
     if kind == "channel":
         return agent.channels.get(name, 0) > 0
-    return True  # an "agent" requirement names whom to prefer; the offer itself shows who took it
+    if kind == "agent":  # hard: a transfer to a named agent, or a plan's dedicated agent
+        return bool(agent_id == name)
+    return True
 
 
 async def check_log(store: Any, now_s: float, progress: Any = None) -> dict[str, Any]:

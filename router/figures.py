@@ -14,7 +14,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from policies.engine import CompiledPolicy
-from policies.vocabulary import Presence
+from policies.decisions import CONTACT
+from policies.vocabulary import Channel, Presence
 
 from .state import ASSIGNED, BUCKET_S, OFFERED, WAITING, AgentState, Outcome, RouterState, Tally, answer_within_s
 
@@ -38,14 +39,39 @@ def window(outcomes: Iterable[Outcome]) -> Tally:
     return tally
 
 
-def _serves(agent: AgentState, policy: CompiledPolicy, queue_id: str) -> bool:
-    """An agent counts for a queue when it has the queue's own skills (languages vary per contact)."""
-    if agent.profile is None:
+Needs = tuple[tuple[tuple[str, int], ...], tuple[Channel, ...], tuple[str, ...]]  # skills, channels, languages
+
+
+def _needs(policy: CompiledPolicy, queue_id: str) -> Needs:
+    """What every contact of the queue needs of an agent: the policy's defaults and the
+    queue's own skills, and a channel or language they name (a `contact` one varies per
+    contact). Before, only skills counted: a queue requiring video or Japanese counted every
+    voice-only or Chinese-only agent as one of its agents."""
+    specs = (*policy.document.defaults.require, *policy.queue(queue_id).require)
+    return (tuple(sorted((s.skill, s.min_level) for s in specs if s.skill is not None)),
+            tuple(sorted({Channel(s.channel) for s in specs if s.channel is not None and s.channel != CONTACT})),
+            tuple(sorted({str(s.language) for s in specs if s.language not in (None, CONTACT)})))
+
+
+def _serves(agent: AgentState, needs: Needs) -> bool:
+    profile = agent.profile
+    if profile is None:
         return False
-    for spec in policy.queue(queue_id).require:
-        if spec.skill is not None and agent.profile.skills.get(spec.skill, 0) < spec.min_level:
-            return False
-    return True
+    skills, channels, languages = needs
+    return (all(profile.skills.get(skill, 0) >= level for skill, level in skills)
+            and all(profile.channels.get(channel, 0) > 0 for channel in channels)
+            and all(language in profile.languages for language in languages))
+
+
+def _agents_by_needs(state: RouterState, wanted: Iterable[Needs]) -> dict[Needs, dict[str, int]]:
+    """Agents per state for each distinct set of needs (most queues share one: counted once)."""
+    counts = {needs: {"available": 0, "busy": 0, "away": 0, "offline": 0} for needs in wanted}
+    for agent in state.agents.values():
+        bucket = _agent_bucket(agent)
+        for needs, agents in counts.items():
+            if _serves(agent, needs):
+                agents[bucket] += 1
+    return counts
 
 
 def _agent_bucket(agent: AgentState) -> str:
@@ -93,13 +119,11 @@ def queue_figures(state: RouterState, policy: CompiledPolicy, now_s: float, zone
         }
 
     figures = []
+    needs = {queue_id: _needs(policy, queue_id) for queue_id in policy.queues}
+    agents = _agents_by_needs(state, set(needs.values()))
     for queue_id, info in policy.queues.items():
-        agents: dict[str, int] = {"available": 0, "busy": 0, "away": 0, "offline": 0}
-        for agent in state.agents.values():
-            if _serves(agent, policy, queue_id):
-                agents[_agent_bucket(agent)] += 1
-        figures.append(entry(queue_id, info.name, {"answer_within_s": info.answer_within_s,
-                                                   "target_pct": info.target_pct}, agents, False))
+        sla = {"answer_within_s": info.answer_within_s, "target_pct": info.target_pct}
+        figures.append(entry(queue_id, info.name, sla, dict(agents[needs[queue_id]]), False))
     # A queue a newer policy version dropped or renamed still holds the contacts placed in it
     # before (they are routed on their plans): they must not vanish from the figures.
     for queue_id in sorted((set(waiting) | set(assigned) | set(today) | set(recent)) - set(policy.queues)):

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..figures import queue_figures, summary
 from . import keys
@@ -88,13 +88,17 @@ class RouterCollector:
         yield GaugeMetricFamily("router_is_leader", "1 when this instance routes its domain", value=router.is_leader)
         yield GaugeMetricFamily("router_decision_round_seconds_p50", "Median routing round time (last 200)",
                                 value=statistics.median(latencies) if latencies else 0.0)
+        # Inclusive: the default (exclusive) method extrapolates past the slowest round when
+        # there are fewer than 100 (10 and 20 ms made a p99 of 29.7 ms).
         yield GaugeMetricFamily("router_decision_round_seconds_p99", "99th percentile routing round time (last 200)",
-                                value=statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else
-                                (latencies[0] if latencies else 0.0))
-        yield GaugeMetricFamily("router_decisions_total", "Decisions appended by this instance",
-                                value=router.decisions_ok)
-        yield GaugeMetricFamily("router_decisions_stale_total", "Decisions refused as stale (re-decided)",
-                                value=router.decisions_stale)
+                                value=statistics.quantiles(latencies, n=100, method="inclusive")[98]
+                                if len(latencies) > 1 else (latencies[0] if latencies else 0.0))
+        # Counters (they only grow while the process lives): `_total` is a counter's suffix,
+        # added by the family; the samples keep their names.
+        yield CounterMetricFamily("router_decisions", "Decisions appended by this instance",
+                                  value=router.decisions_ok)
+        yield CounterMetricFamily("router_decisions_stale", "Decisions refused as stale (re-decided)",
+                                  value=router.decisions_stale)
         yield GaugeMetricFamily("router_event_lag_seconds", "How long the newest applied event took from its "
                                 "commit to this instance's state (stays put while the log is quiet)",
                                 value=router.event_lag_s())
