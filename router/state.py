@@ -438,7 +438,11 @@ def _intent_changed(state: RouterState, contact: ContactState, data: Data) -> No
                                 repeat_count=int(data.get("repeat_count", contact.facts.repeat_count)))
         # Offered: placed again if the offer comes back (rejected, expired, revoked); the
         # round places only waiting contacts. Before, a change during an offer was lost.
-        contact.replan = contact.status in (WAITING, OFFERED)
+        # Only in the contact's first wait: one waiting again (an agent's transfer, a callback
+        # come due) stays where that move put it. Placed again, it went back to the policy's
+        # queue without the transfer's requirements, its wait counted from the first queueing.
+        first_wait = contact.moved_at_s == 0.0 and not contact.callback_due
+        contact.replan = first_wait and contact.status in (WAITING, OFFERED)
 
 
 def _queued(state: RouterState, contact: ContactState, data: Data) -> None:
@@ -545,22 +549,36 @@ def _assigned(state: RouterState, contact: ContactState, data: Data) -> None:
 
 def _finished(state: RouterState, contact: ContactState, data: Data) -> None:
     """Completed by the agent, or ended/abandoned by the customer."""
-    if contact.status in (WAITING, OFFERED) and contact.plan is not None and contact.queue_id is not None:
-        # The gateway counts the wait from the contact's arrival; a contact waiting again (a
-        # transfer, a callback) has had its talk time since, which is no wait of this leg.
-        waited_s = max(0.0, float(data.get("waited_s", 0.0)) - (contact.wait_from_s - contact.queued_at_s))
-        # The gateway measures the wait on its own clock (from its own occurred_at times): it
-        # cannot have waited longer than the router saw, up to when the event was stored. A
-        # gateway clock days ahead once dated an abandon in the future, which emptied the
-        # live figures (every outcome older than 24 h before it was dropped).
-        if state.applying is not None:
-            # (The slack: `recorded_at` is the database's clock, `wait_from_s` the router's.)
-            seen_s = state.applying.recorded_at.timestamp() - contact.wait_from_s + _CLOCKS_SLACK_S
-            waited_s = min(waited_s, max(0.0, seen_s))
-        at_s = float(data.get("at_s") or contact.wait_from_s + waited_s)
-        state.record(Outcome(at_s, contact.queue_id, False, waited_s, False))
+    # A customer who hangs up once a callback is promised did not abandon: the callback is the
+    # contact's answer (or not), counted when it is made.
+    promised = contact.callback_at_s is not None and not contact.callback_due
+    if (contact.status in (WAITING, OFFERED) and contact.plan is not None and contact.queue_id is not None
+            and not promised):
+        state.record(_unanswered(state, contact, data, contact.queue_id))
     contact.end_reason = contact.end_reason or data.get("cause") or data.get("disposition") or "ended"
     contact.status = DONE
+
+
+def _unanswered(state: RouterState, contact: ContactState, data: Data, queue_id: str) -> Outcome:
+    """The outcome of a wait the customer (or something else) ended before an answer."""
+    if "waited_s" not in data and state.applying is not None:
+        # Ended while waiting by something else than the customer (the network, the gateway):
+        # the wait is what the router saw, up to when the end was stored. (It counted as a
+        # 0 s abandon dated at the queueing: a ten-minute wait vanished from the figures.)
+        end_s = state.applying.recorded_at.timestamp()
+        return Outcome(float(data.get("at_s") or end_s), queue_id, False, max(0.0, end_s - contact.wait_from_s), False)
+    # The gateway counts the wait from the contact's arrival; a contact waiting again (a
+    # transfer, a callback) has had its talk time since, which is no wait of this leg.
+    waited_s = max(0.0, float(data.get("waited_s", 0.0)) - (contact.wait_from_s - contact.queued_at_s))
+    # The gateway measures the wait on its own clock (from its own occurred_at times): it
+    # cannot have waited longer than the router saw, up to when the event was stored. A
+    # gateway clock days ahead once dated an abandon in the future, which emptied the
+    # live figures (every outcome older than 24 h before it was dropped).
+    if state.applying is not None:
+        # (The slack: `recorded_at` is the database's clock, `wait_from_s` the router's.)
+        seen_s = state.applying.recorded_at.timestamp() - contact.wait_from_s + _CLOCKS_SLACK_S
+        waited_s = min(waited_s, max(0.0, seen_s))
+    return Outcome(float(data.get("at_s") or contact.wait_from_s + waited_s), queue_id, False, waited_s, False)
 
 
 def _callback_scheduled(state: RouterState, contact: ContactState, data: Data) -> None:

@@ -433,6 +433,37 @@ def test_a_contact_transferred_to_another_queue_is_held_to_that_queues_sla_and_w
     assert log.state.agents["a2"].wrapup_until_s == NOW + 200 + 300
 
 
+def test_an_intent_change_after_a_transfer_leaves_the_agents_move_alone() -> None:
+    """Placed again, a transferred contact went back to the policy's queue, lost the transfer's
+    requirements, and its wait ran from the first queueing: talk time counted as waiting, and
+    the SLA was breached at once (found by an audit)."""
+    log = Log()
+    log.agent("a1", skills={"complaints": 5, "senior": 3}, at_s=NOW - 100)
+    log.agent("a2", skills={"complaints": 5}, available=False)
+    placed(log, "c1", intent=Intent.COMPLAINT)
+    offers(log)
+    log.commit(accept(log.state, "a1", log.state.contacts["c1"].offer.offer_id, NOW + 2))
+    contact = log.state.contacts["c1"]
+    log.commit(transfer(log.state, "a1", "c1", "complaints_expert", None, "for the experts", NOW + 600,
+                        policy=POLICY))
+    log.add("contact-default:c1", ev.CONTACT_INTENT_CHANGED, {"contact_id": "c1", "intent": "loan", "repeat_count": 1})
+    assert contact.facts is not None and contact.facts.intent is Intent.LOAN  # noted
+    assert not contact.replan and contact.queue_id == "complaints_expert"
+    [sla] = [t for t in timers_for_contact(contact) if t.kind == "sla"]
+    assert sla.due_s == NOW + 600 + 120
+
+
+def test_an_intent_change_while_a_callback_is_due_does_not_restart_the_wait_from_the_first_call() -> None:
+    log = Log()
+    log.agent("a1", available=False)
+    placed(log, "c1", intent=Intent.LOAN)
+    contact = log.state.contacts["c1"]
+    log.add("contact-default:c1", ev.CALLBACK_DUE, {"contact_id": "c1", "at_s": NOW + 3600})
+    log.add("contact-default:c1", ev.CONTACT_INTENT_CHANGED, {"contact_id": "c1", "intent": "fraud", "repeat_count": 1})
+    assert contact.status == WAITING and not contact.replan
+    assert contact.wait_from_s == NOW + 3600
+
+
 def test_a_contact_transferred_to_a_queue_overflows_after_that_queues_max_wait() -> None:
     """repeat_senior waits at most 300 s, then overflows to general (found by an audit: a
     transferred contact never left the queue, though an agent was free in general)."""
@@ -718,3 +749,27 @@ def test_finished_contacts_can_be_forgotten_but_not_those_with_timers_to_come() 
     log.add("contact-default:callback", ev.CONTACT_ENDED, {"contact_id": "callback", "cause": "hung up"})
     assert log.state.forget_done(lambda c: bool(timers_for_contact(c))) == 1
     assert "done" not in log.state.contacts and "callback" in log.state.contacts
+
+
+def test_a_wait_ended_by_the_network_counts_the_wait_the_router_saw_when_it_ended() -> None:
+    # No waited_s on the gateway's ContactEnded: it counted as a 0 s abandon dated at the
+    # queueing (a ten-minute wait vanished from the abandonment figures).
+    log = Log()
+    log.agent("a1", available=False)
+    placed(log, "c1", intent=Intent.LOAN)
+    log.add("contact-default:c1", ev.CONTACT_ENDED, {"contact_id": "c1", "ended_by": "system", "cause": "network"},
+            recorded_at_s=NOW + 600)
+    [outcome] = log.state.outcomes
+    assert not outcome.answered and outcome.at_s == NOW + 600
+    assert 599 <= outcome.waited_s <= 601
+
+
+def test_a_customer_who_hangs_up_after_a_callback_was_promised_did_not_abandon() -> None:
+    log = Log()
+    log.agent("a1", available=False)
+    placed(log, "c1", intent=Intent.LOAN)
+    log.add("contact-default:c1", ev.CALLBACK_SCHEDULED, {"contact_id": "c1", "callback_at_s": NOW + 3600})
+    log.add("contact-default:c1", ev.CUSTOMER_ABANDONED, {"contact_id": "c1", "waited_s": 700.0},
+            recorded_at_s=NOW + 700)
+    assert not log.state.outcomes  # the callback is the contact's answer, counted when it is made
+    assert log.state.contacts["c1"].status == DONE
