@@ -407,15 +407,21 @@ def test_a_transferred_contact_waits_afresh_for_the_sla_and_the_figures() -> Non
     assert [(o.waited_s, o.within_sla) for o in answered] == [(2.0, True), (5.0, True)]
 
 
-def test_a_contact_transferred_to_another_queue_is_held_to_that_queues_sla_and_wrap_up() -> None:
-    """complaints answers within 30 s, the expert team within 120 s with 300 s of wrap-up: the
-    new wait is that queue's (it breached at 30 s and counted as missed: found by an audit)."""
+def complaint_answered_by_a1() -> Log:
+    """A complaint a1 took at NOW + 2, and a2 (a complaints expert) away."""
     log = Log()
     log.agent("a1", skills={"complaints": 5, "senior": 3}, at_s=NOW - 100)
     log.agent("a2", skills={"complaints": 5}, available=False)
     placed(log, "c1", intent=Intent.COMPLAINT)
     offers(log)
     log.commit(accept(log.state, "a1", log.state.contacts["c1"].offer.offer_id, NOW + 2))
+    return log
+
+
+def test_a_contact_transferred_to_another_queue_is_held_to_that_queues_sla_and_wrap_up() -> None:
+    """complaints answers within 30 s, the expert team within 120 s with 300 s of wrap-up: the
+    new wait is that queue's (it breached at 30 s and counted as missed: found by an audit)."""
+    log = complaint_answered_by_a1()
     contact = log.state.contacts["c1"]
     assert (contact.queue_id, contact.plan.answer_within_s) == ("complaints", 30)
     log.commit(transfer(log.state, "a1", "c1", "complaints_expert", None, "for the experts", NOW + 100,
@@ -437,12 +443,7 @@ def test_an_intent_change_after_a_transfer_leaves_the_agents_move_alone() -> Non
     """Placed again, a transferred contact went back to the policy's queue, lost the transfer's
     requirements, and its wait ran from the first queueing: talk time counted as waiting, and
     the SLA was breached at once (found by an audit)."""
-    log = Log()
-    log.agent("a1", skills={"complaints": 5, "senior": 3}, at_s=NOW - 100)
-    log.agent("a2", skills={"complaints": 5}, available=False)
-    placed(log, "c1", intent=Intent.COMPLAINT)
-    offers(log)
-    log.commit(accept(log.state, "a1", log.state.contacts["c1"].offer.offer_id, NOW + 2))
+    log = complaint_answered_by_a1()
     contact = log.state.contacts["c1"]
     log.commit(transfer(log.state, "a1", "c1", "complaints_expert", None, "for the experts", NOW + 600,
                         policy=POLICY))
