@@ -242,13 +242,15 @@ class Checker:
 
     def report(self, now_s: float) -> dict[str, Any]:
         violations = list(self.violations)
+        # Timers (an offer's expiry, a placement, an SLA, a deadline) are judged against the
+        # log's own clock: while nothing was written (a router stopped for the night), nothing
+        # could have fired or been placed, and that is not a violation.
+        log_now_s = min(now_s, self.newest_s)
         for (_, offer_id), (contact_id, _, expires_s) in self.offers.items():
-            if expires_s + OFFER_GRACE_S < now_s:
+            if expires_s + OFFER_GRACE_S < log_now_s:
                 violations.append(f"offer {offer_id} for contact {_named(contact_id)} expired and was never resolved")
         waiting = 0
-        # Timers are judged against the log's own clock: while nothing was written (a router
-        # stopped for the night), no timer could have fired, and that is not a violation.
-        timers_by_s = min(now_s, self.newest_s) - TIMER_GRACE_S
+        timers_by_s = log_now_s - TIMER_GRACE_S
         for contact_id, contact in self.contacts.items():
             for name, due_s in contact.deadlines.items():
                 if due_s < timers_by_s:
@@ -259,7 +261,7 @@ class Checker:
             if contact.sla_due_s is not None and contact.sla_due_s < timers_by_s:
                 violations.append(f"contact {_named(contact_id)} waited past its SLA (due at "
                                   f"{contact.sla_due_s:.0f}) and no SlaBreached was recorded")
-            if not contact.placed and contact.arrived_s + PLACE_GRACE_S < now_s:
+            if not contact.placed and contact.arrived_s + PLACE_GRACE_S < log_now_s:
                 violations.append(f"contact {_named(contact_id)} arrived and was never placed in a queue")
             waiting += 1
         return {

@@ -71,10 +71,22 @@ def test_overfilled_agent_is_caught() -> None:
 
 
 def test_unresolved_offer_and_unplaced_contact_are_caught() -> None:
+    # The log went on (another contact's event an hour later): the router was running.
+    later = [("contact-default:c8", ev.CONTACT_ARRIVED, {"channel": "phone"})]
     report = run(AGENT + [("contact-default:c9", ev.CONTACT_ARRIVED, {"channel": "phone"})] + arrive()
-                 + offer("o1", "a1"), now_s=NOW + 3600)
-    assert any("never resolved" in v for v in report["violations"])
-    assert any("never placed" in v for v in report["violations"])
+                 + offer("o1", "a1") + later, now_s=NOW + 3600, log_ends_s=NOW + 3600)
+    assert any("o1" in v and "never resolved" in v for v in report["violations"])
+    assert any("c9" in v and "never placed" in v for v in report["violations"])
+    assert not any("c8" in v for v in report["violations"])  # it arrived just now
+
+
+def test_a_router_stopped_with_an_offer_out_and_an_arrival_unplaced_is_not_blamed() -> None:
+    # Checked the next morning: the log ends where the router stopped, and no timer could
+    # fire nor anything be placed since; the restarted router resolves both.
+    report = run(AGENT + [("contact-default:c9", ev.CONTACT_ARRIVED, {"channel": "phone"})] + arrive()
+                 + offer("o1", "a1"), now_s=NOW + 12 * 3600)
+    assert report["ok"], report["violations"]
+    assert report["open_offers"] == 1
 
 
 def test_relaxed_hard_requirement_and_unqualified_agent_are_caught() -> None:
