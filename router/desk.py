@@ -128,6 +128,13 @@ class DeskHub:
             for message in self._diff(self.desks[agent_id], agent):
                 self.desks[agent_id].outbox.put_nowait(message)
 
+    def confirm_state(self, desk: Desk) -> None:
+        """Tell the desk its agent's state as it stands (the answer to a `state` message that
+        changes nothing: the desk is told, and nothing is recorded)."""
+        agent = self._state.agents.get(desk.agent_id)
+        if agent is not None:
+            self.send(desk, {"type": "state", **self._state_view(agent)})
+
     @staticmethod
     def _revoked(desk: Desk) -> None:
         """A new token was issued (a lost or leaked one is replaced): the old one opens no desk

@@ -255,6 +255,11 @@ def _commands(router: RouterService, desk: Desk, msg: dict[str, Any]) -> Decisio
                                        "complete, wrapup_done, transfer or pong")
 
 
+def _presence_of(router: RouterService, agent_id: str) -> str | None:
+    agent = router.state.agents.get(agent_id)
+    return agent.presence.value if agent is not None else None
+
+
 def _ref(msg: dict[str, Any]) -> str | int | None:
     """What an error frame names as the message it answers: the desk's own `ref`, else the
     offer or contact it was about. Only a string or a number is echoed: anything else the
@@ -286,6 +291,11 @@ async def _handle(router: RouterService, hub: DeskHub, desk: Desk, text: str) ->
         return
     if msg["type"] == "pong":
         return  # its arrival was noted (`desk_socket`)
+    if msg["type"] == "state" and desk.closing is None and _presence_of(router, desk.agent_id) == msg.get("state"):
+        # Already so (a second click, a desk re-sending its state on reconnect): confirmed,
+        # and no event: each one was recorded in the agent's history, for nothing.
+        hub.confirm_state(desk)
+        return
     ref = _ref(msg)
     for attempt in range(4):
         try:

@@ -263,3 +263,24 @@ async def test_accepting_another_agents_offer_is_refused_and_changes_nothing(rou
     finally:
         await ws1.close()
         await ws2.close()
+
+
+async def test_a_state_the_agent_is_in_already_is_confirmed_and_not_recorded_again(routed: Api) -> None:
+    import asyncpg
+
+    ws, desk = await open_desk(routed, await new_agent(routed, "same-1"))
+    try:
+        await available(desk)
+        await desk.send(type="state", state="available")  # a second click
+        assert (await desk.expect("state"))["state"] == "available"
+        await desk.send(type="state", state="away", reason="lunch")
+        assert (await desk.expect("state"))["state"] == "away"
+    finally:
+        await ws.close()
+    conn = await asyncpg.connect(routed.dsn)
+    try:
+        changes = await conn.fetch("SELECT data->>'state' AS state FROM events WHERE stream_id = "
+                                   "'agent-default:same-1' AND type = 'AgentStateChanged' ORDER BY version")
+    finally:
+        await conn.close()
+    assert [r["state"] for r in changes] == ["available", "away"]
