@@ -78,9 +78,10 @@ async def test_a_deeply_nested_ref_gets_an_error_and_the_desk_keeps_working(rout
         assert error["code"] == "invalid_message"
         await desk.send(type="state", state="away", reason="still here")
         assert (await desk.expect("state", timeout_s=5))["state"] == "away"
-        await ws.send('{"type": "state", "state": "away", "ref": %s}' % deep)
-        await desk.send(type="state", state="available")
+        await ws.send('{"type": "state", "state": "available", "ref": %s}' % deep)
         assert (await desk.expect("state", timeout_s=5))["state"] == "available"
+        await desk.send(type="state", state="away")
+        assert (await desk.expect("state", timeout_s=5))["state"] == "away"
     finally:
         await ws.close()
 
