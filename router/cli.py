@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="verify the router's invariants over the whole log (DATABASE_URL)")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     bench = sub.add_parser("bench", help="run a benchmark and print its figures")
-    bench.add_argument("suite", choices=["eventstore", "ingest", "policy", "route", "all"], help="which benchmark")
+    bench.add_argument("suite", choices=["eventstore", "ingest", "import", "policy", "route", "all"], help="which benchmark")
     bench.add_argument("--json", action="store_true", help="end with one line of JSON")
     bench.add_argument("--seconds", type=float, default=5.0, help="length of each measurement")
     bench.add_argument("--runs", type=int, default=3, help="repeat and report medians")
@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
                             "(route: the end-to-end server only)")
     bench.add_argument("--agents", type=int, default=300,
                        help="route: simulated agents (desk websockets) of the end-to-end runs")
+    bench.add_argument("--customers", type=int, default=100_000,
+                       help="import: customers in the directory each run imports (then imports again)")
     bench.add_argument("--offer-rate", type=float, default=150.0,
                        help="route: contacts/s offered while measuring the time from arrival to offer")
     return parser
@@ -85,7 +87,7 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
 
         return run_bench(args.suite, as_json=args.json, seconds=args.seconds, runs=args.runs,
                          connections=args.connections, rate=args.rate, profile=args.profile,
-                         agents=args.agents, offer_rate=args.offer_rate)
+                         agents=args.agents, offer_rate=args.offer_rate, customers=args.customers)
     return 2
 
 

@@ -461,13 +461,14 @@ def _wait_healthy(server: Server, timeout_s: float = 90.0) -> None:
     raise RuntimeError("the server did not become healthy in time")
 
 
-def import_customers(server: Server, count: int = CUSTOMERS) -> dict[str, Any]:
-    """A directory the load's callers and users are drawn from (60% of callers are known)."""
-    rng = random.Random(7)
+def directory_lines(count: int, *, seed: int = 7, prefix: str = "C", first_phone: int = 0) -> list[str]:
+    """A customer directory as JSON lines: mostly mass segment and Chinese, a fifth with a
+    birth date (some 60+), a few deaf or blind customers."""
+    rng = random.Random(seed)
     lines = []
     for i in range(count):
         profile: dict[str, Any] = {
-            "customer_id": f"C{i:07d}", "phone_numbers": [f"+86139{i:08d}"],
+            "customer_id": f"{prefix}{i:07d}", "phone_numbers": [f"+86139{first_phone + i:08d}"],
             "segment": rng.choices(("mass", "wealth", "vip", "corporate"), (0.8, 0.12, 0.05, 0.03))[0],
             "preferred_language": rng.choices(("zh", "en", "ja", "ko"), (0.9, 0.05, 0.03, 0.02))[0],
         }
@@ -476,6 +477,12 @@ def import_customers(server: Server, count: int = CUSTOMERS) -> dict[str, Any]:
         if rng.random() < 0.02:
             profile["disabilities"] = [rng.choice(("deaf", "blind"))]
         lines.append(json.dumps(profile))
+    return lines
+
+
+def import_customers(server: Server, count: int = CUSTOMERS) -> dict[str, Any]:
+    """A directory the load's callers and users are drawn from (60% of callers are known)."""
+    lines = directory_lines(count)
     request = urllib.request.Request(
         f"http://127.0.0.1:{server.port}/v1/customers/import", data="\n".join(lines).encode(), method="POST",
         headers={"Authorization": f"Bearer {server.admin_token}", "Content-Type": "application/x-ndjson"},

@@ -12,7 +12,7 @@ from . import machine, progress, report, run_async
 
 def run_bench(suite: str, *, as_json: bool, seconds: float, runs: int, connections: int = 128,
               rate: float = 4000.0, profile: str | None = None, agents: int = 300,
-              offer_rate: float = 150.0) -> int:
+              offer_rate: float = 150.0, customers: int = 100_000) -> int:
     figures: dict[str, object] = {}
     if suite in ("eventstore", "all"):
         from . import eventstore
@@ -28,6 +28,11 @@ def run_bench(suite: str, *, as_json: bool, seconds: float, runs: int, connectio
         with scratch_database("BENCH_DATABASE_URL") as dsn:
             figures.update(ingest.run(dsn, seconds=seconds, runs=runs, connections=connections,
                                       rate_per_s=rate, profile_path=profile))
+    if suite in ("import", "all"):
+        from . import importing
+
+        with scratch_database("BENCH_DATABASE_URL") as dsn:
+            figures.update(importing.run(dsn, runs=runs, customers=customers))
     if suite in ("policy", "all"):
         figures.update(_policy(seconds, runs))
     if suite in ("route", "all"):
