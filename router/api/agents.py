@@ -18,6 +18,7 @@ from ..decide import Decision
 from ..desk import Desk, DeskHub
 from ..service import RouterService
 from eventstore import EventStoreError, InvalidAppendError
+from policies.vocabulary import Presence
 
 from . import keys
 from .auth import bearer, require_admin
@@ -255,9 +256,12 @@ def _commands(router: RouterService, desk: Desk, msg: dict[str, Any]) -> Decisio
                                        "complete, wrapup_done, transfer or pong")
 
 
-def _presence_of(router: RouterService, agent_id: str) -> str | None:
+def _already(router: RouterService, agent_id: str, wanted: object) -> bool:
+    """Whether the agent is in the state asked for, with nothing left for the command to do
+    (going away also hands pending offers on)."""
     agent = router.state.agents.get(agent_id)
-    return agent.presence.value if agent is not None else None
+    return (agent is not None and agent.presence.value == wanted
+            and not (agent.presence is Presence.AWAY and agent.offers))
 
 
 def _ref(msg: dict[str, Any]) -> str | int | None:
@@ -291,7 +295,7 @@ async def _handle(router: RouterService, hub: DeskHub, desk: Desk, text: str) ->
         return
     if msg["type"] == "pong":
         return  # its arrival was noted (`desk_socket`)
-    if msg["type"] == "state" and desk.closing is None and _presence_of(router, desk.agent_id) == msg.get("state"):
+    if msg["type"] == "state" and desk.closing is None and _already(router, desk.agent_id, msg.get("state")):
         # Already so (a second click, a desk re-sending its state on reconnect): confirmed,
         # and no event: each one was recorded in the agent's history, for nothing.
         hub.confirm_state(desk)
