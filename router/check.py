@@ -8,7 +8,8 @@ report at an instant); the CLI only reads the log and prints. Invariants:
   engaged it;
 - every offer resolved (accepted, rejected, expired or revoked) once, unless still running;
 - every contact ended, abandoned, or waiting with a plan (placed by the router) and its timers
-  due: a wait past its SLA is marked breached, a follow-up deadline past due is marked (both
+  due: a wait past its SLA is marked breached, a follow-up deadline past due is marked, an
+  escalation step past due is applied (all
   judged against the log's newest event, so a stopped router is not blamed for the time since);
 - no hard requirement ever relaxed: every escalation step keeps every hard requirement
   of the plan, and every assigned agent meets them (a named agent's transfer: that agent).
@@ -57,6 +58,9 @@ class _Contact:
     deadlines: dict[str, float] = field(default_factory=dict)  # not yet marked due
     deadlines_done: set[str] = field(default_factory=set)  # marked: a re-placement does not make them due again
     accepted: dict[str, str] = field(default_factory=dict)  # offer id -> the agent it was made to, until assigned
+    steps_after_s: list[float] = field(default_factory=list)  # the plan's escalation steps, from the queueing
+    steps_done: int = 0
+    moved: bool = False  # requeued (a transfer, an overflow): off its plan's timeline
 
 
 @dataclass
@@ -146,6 +150,9 @@ class Checker:
                     contact.breached = False
                     contact.sla_due_s = queued_at_s + contact.answer_within_s
                 contact.queued_at_s = queued_at_s
+                # Placed again: the plan's timeline from its first step (the router's too).
+                contact.steps_after_s = [float(step["after_s"]) for step in data["plan"].get("escalations", ())]
+                contact.steps_done, contact.moved = 0, False
                 # A deadline already marked stays marked when placed again (the router keeps it).
                 contact.deadlines = {k: float(v) for k, v in (data["plan"].get("deadlines") or {}).items()
                                      if k not in contact.deadlines_done}
@@ -156,6 +163,7 @@ class Checker:
             contact.deadlines.pop(data["name"], None)
             contact.deadlines_done.add(data["name"])
         elif kind == ev.ESCALATION_APPLIED:
+            contact.steps_done = max(contact.steps_done, int(data.get("step", -1)) + 1)
             self._kept_hard(contact_id, contact, data.get("requirements", []), event)
             if data.get("answer_within_s") is not None:  # moved to a queue with another target: same wait
                 target = float(data["answer_within_s"])
@@ -178,6 +186,7 @@ class Checker:
         elif kind in (ev.CONTACT_TRANSFERRED, ev.CONTACT_REQUEUED):
             contact.assignee = None
             if kind == ev.CONTACT_REQUEUED:
+                contact.moved = True
                 # A move (a transfer, an overflow, a named agent's fallback) keeps every hard
                 # requirement but the named agent.
                 contact.hard = [r for r in contact.hard if r["kind"] != "agent"]
@@ -261,6 +270,12 @@ class Checker:
             if contact.sla_due_s is not None and contact.sla_due_s < timers_by_s:
                 violations.append(f"contact {_named(contact_id)} waited past its SLA (due at "
                                   f"{contact.sla_due_s:.0f}) and no SlaBreached was recorded")
+            step = contact.steps_done
+            if (contact.placed and contact.assignee is None and not contact.moved and contact.queued_at_s is not None
+                    and step < len(contact.steps_after_s)
+                    and contact.queued_at_s + contact.steps_after_s[step] < timers_by_s):
+                violations.append(f"contact {_named(contact_id)}: escalation step {step} was due at "
+                                  f"{contact.queued_at_s + contact.steps_after_s[step]:.0f} and never applied")
             if not contact.placed and contact.arrived_s + PLACE_GRACE_S < log_now_s:
                 violations.append(f"contact {_named(contact_id)} arrived and was never placed in a queue")
             waiting += 1

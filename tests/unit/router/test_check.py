@@ -186,3 +186,35 @@ def test_a_follow_up_deadline_never_marked_is_caught() -> None:
                  log_ends_s=NOW + 400)
     assert marked["ok"], marked["violations"]
 
+
+
+STEPS_PLAN = {**HARD_PLAN, "answer_within_s": 3600.0,
+              "escalations": [{"after_s": 30.0, "action": "raise_priority"}, {"after_s": 600.0, "action": "page"}]}
+LATER = ("contact-default:other", ev.CONTACT_ARRIVED, {"channel": "phone"})  # the log goes on (a router running)
+
+
+def waiting_with_steps() -> list[tuple[str, str, dict[str, Any]]]:
+    return AGENT + [(C, ev.CONTACT_ARRIVED, {"channel": "phone"}),
+                    (C, ev.CONTACT_QUEUED, {"plan": STEPS_PLAN, "queued_at_s": NOW})]
+
+
+def test_an_escalation_step_past_due_and_never_applied_is_caught() -> None:
+    report = run(waiting_with_steps() + [LATER], now_s=NOW + 300, log_ends_s=NOW + 300)
+    assert any("escalation step 0 was due" in v for v in report["violations"]), report["violations"]
+    applied = [(C, ev.ESCALATION_APPLIED, {"step": 0, "requirements": KEPT})]
+    report = run(waiting_with_steps() + applied + [LATER], now_s=NOW + 300, log_ends_s=NOW + 300)
+    assert report["ok"], report["violations"]  # step 1 is due at +600 only
+    report = run(waiting_with_steps() + applied + [LATER], now_s=NOW + 900, log_ends_s=NOW + 900)
+    assert any("escalation step 1 was due" in v for v in report["violations"])
+
+
+def test_escalation_steps_stop_once_answered_or_moved_or_ended() -> None:
+    answered = offer("o1", "a1") + assign("o1", "a1")
+    moved = [(C, ev.CONTACT_REQUEUED, {"queue_id": "complaints", "requirements": KEPT, "at_s": NOW + 1})]
+    ended = [(C, ev.CUSTOMER_ABANDONED, {"waited_s": 10.0})]
+    for after in (answered, moved, ended):
+        report = run(waiting_with_steps() + after + [LATER], now_s=NOW + 900, log_ends_s=NOW + 900)
+        assert not any("escalation" in v for v in report["violations"]), report["violations"]
+    # A router stopped for the night is not blamed: the log's own clock stopped with it.
+    report = run(waiting_with_steps(), now_s=NOW + 12 * 3600)
+    assert not any("escalation" in v for v in report["violations"])
