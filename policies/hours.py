@@ -168,9 +168,24 @@ def callback_slot_from_minute(
         earliest = minute_of_day(start) if offset == 0 else 0
         minute = _first_free_minute(day, earliest, calendar, windows)
         if minute is not None:
-            slot = datetime(day.year, day.month, day.day, tzinfo=zone) + timedelta(minutes=minute)
-            return max(slot.timestamp(), minute_s)
+            return max(_first_instant_at(day, minute, zone, minute_s), minute_s)
     return None
+
+
+def _first_instant_at(day: date, minute: int, zone: ZoneInfo, not_before_s: float) -> float:
+    """The first instant from `not_before_s` on whose clock reads `minute` of `day` or later.
+
+    Why not just the wall time's timestamp: on the night the clocks go forward, 02:30 does not
+    exist (its timestamp is 03:30, half an hour late: the first instant at 02:30 or later is the
+    jump, 03:00); on the night they go back, 01:45 happens twice, and the first may be past."""
+    wall = datetime(day.year, day.month, day.day) + timedelta(minutes=minute)
+    first, second = (wall.replace(tzinfo=zone, fold=fold).timestamp() for fold in (0, 1))
+    if datetime.fromtimestamp(first, zone).replace(tzinfo=None) != wall:  # in the gap: find the jump
+        instant = min(first, second) - min(first, second) % 60
+        while datetime.fromtimestamp(instant, zone).replace(tzinfo=None) < wall:
+            instant += 60
+        return instant
+    return second if first < not_before_s <= second else first
 
 
 def _first_free_minute(

@@ -31,6 +31,7 @@ from .events import metadata
 PROFILE_IMPORTED = "CustomerProfileImported"
 _NAMESPACE = uuid.UUID("1b0f1f0e-8a57-4c55-9c3c-5f1d1a4b7e21")
 _HISTORY_WINDOW = timedelta(days=8)  # a little over the 7-day repeat window
+_DAY_S = 86_400
 _IMPORT_ATTEMPTS = 5  # concurrent imports of one customer, each re-read before it is tried again
 _IMPORT_READS = 3  # an import's re-reads at once (after a conflict): the pool's other connections stay free
 _IMPORT_CHUNK = 500  # customers read together, and appended together
@@ -58,12 +59,21 @@ class CustomerState:
     """Directory and recent-contact history, kept current from the log.
 
     It has no subscription of its own: the process's one log follower (the router
-    service's) hands it every batch, so each event is read and decoded once."""
+    service's) hands it every batch, so each event is read and decoded once.
+
+    A customer's history is pruned when the customer comes back, and also once its contacts
+    are old: every arrival is filed under its day (by the log's time), and when the log
+    reaches a new day, the customers of days past the window are pruned, and dropped when
+    nothing is left. Without that, every customer who came once stayed in memory (and in
+    every snapshot) for good. All of it follows from the events alone, in log order, so a
+    state restored from a snapshot and fed the rest equals one fed the whole log."""
 
     def __init__(self) -> None:
         self.directory = CustomerDirectory()
         self._history: dict[str, dict[str, PriorContact]] = {}
         self._contact_customer: dict[str, str] = {}
+        self._by_day: dict[int, set[str]] = {}  # day (of the log's time) -> customers with arrivals filed then
+        self._newest_day = 0
         self._also_fed: list[Callable[[Sequence[RecordedEvent]], None]] = []
 
     def also_feed(self, consumer: Callable[[Sequence[RecordedEvent]], None]) -> None:
@@ -72,10 +82,10 @@ class CustomerState:
         self._also_fed.append(consumer)
 
     def snapshot_state(self) -> tuple[Any, ...]:
-        return (self.directory, self._history, self._contact_customer)
+        return (self.directory, self._history, self._contact_customer, self._by_day, self._newest_day)
 
     def restore_state(self, saved: tuple[Any, ...]) -> None:
-        self.directory, self._history, self._contact_customer = saved
+        self.directory, self._history, self._contact_customer, self._by_day, self._newest_day = saved
 
     def find(self, key: CustomerKey) -> CustomerProfile | None:
         return self.directory.find(key)
@@ -85,6 +95,10 @@ class CustomerState:
 
     def apply(self, events: Sequence[RecordedEvent]) -> None:
         for event in events:
+            day = int(event.recorded_at.timestamp() // _DAY_S)
+            if day > self._newest_day:  # per event, not per batch: the same in any batching
+                self._newest_day = day
+                self._sweep(event.recorded_at)
             if event.type == PROFILE_IMPORTED:
                 self.directory.put(profile_from_data(event.data))
             elif event.type in ("ContactArrived", "ContactIntentChanged"):
@@ -100,11 +114,34 @@ class CustomerState:
         self._contact_customer[data["contact_id"]] = customer_id
         before = self._history.get(customer_id, {})
         history = prune(remember(before, event.type, data), event.recorded_at, _HISTORY_WINDOW)
-        self._history[customer_id] = history
+        self._keep(customer_id, before, history)
+        if event.type == "ContactArrived":
+            self._by_day.setdefault(self._newest_day, set()).add(customer_id)
+
+    def _keep(self, customer_id: str, before: dict[str, PriorContact], history: dict[str, PriorContact]) -> None:
+        if history:
+            self._history[customer_id] = history
+        else:
+            self._history.pop(customer_id, None)
         # A contact gone from the history can no longer be re-labelled there: its entry here
         # would only grow the map (and every snapshot) by one per contact, for ever.
         for gone in before.keys() - history.keys():
             self._contact_customer.pop(gone, None)
+
+    def _sweep(self, now: datetime) -> None:
+        """Prune the customers filed under days the window has left behind (each customer is
+        looked at once per day it had arrivals, not every customer every day)."""
+        # A day's arrivals were all recorded before its end: a full window after it, they are old.
+        last_due = self._newest_day - _HISTORY_WINDOW.days - 1
+        for day in [d for d in self._by_day if d <= last_due]:
+            for customer_id in self._by_day.pop(day):
+                before = self._history.get(customer_id)
+                if before is None:
+                    continue
+                history = prune(before, now, _HISTORY_WINDOW)
+                self._keep(customer_id, before, history)
+                if history:  # still recent by its own clock: looked at again later
+                    self._by_day.setdefault(self._newest_day, set()).add(customer_id)
 
 
 @dataclass(frozen=True, slots=True)

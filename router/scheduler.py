@@ -89,21 +89,41 @@ class TimerScheduler:
         timers[timer.key] = timer
 
     async def _tick(self, bucket: int) -> None:
+        # Why the bucket stays in `_buckets` while it fires: a fire changes the state and
+        # re-arms timers, and one due in this very bucket (two escalation steps at the same
+        # moment, an overdue step after a restart) must join it. Popped first, the timer was
+        # given a new job `tick:<bucket>` while this one still ran, and APScheduler refused
+        # to run it ("maximum number of running instances reached"): it never fired.
+        timers = self._buckets.get(bucket)
         try:
-            for timer in sorted(self._buckets.pop(bucket, {}).values(), key=lambda t: (t.due_s, t.key)):
-                armed = self._by_ref.get(timer.ref)
-                if armed is None or armed.get(timer.key) != timer:
-                    continue  # replaced or dropped since it was put in this bucket
-                del armed[timer.key]
-                if not armed:
-                    del self._by_ref[timer.ref]
-                await self._on_fire(timer)
+            while timers:
+                batch = sorted(timers.values(), key=lambda t: (t.due_s, t.key))
+                timers.clear()
+                for timer in batch:
+                    await self._fire_one(timer)
         except asyncio.CancelledError:
             # shutdown() cancels the ticks still running (a stop, or leadership lost), and
             # APScheduler would log each as a failed job with a traceback. Nothing is lost:
             # the timers not fired are still due in the log, and whoever leads next re-arms them.
             if not self._stopped:
                 raise
+        finally:
+            if timers is not None and self._buckets.get(bucket) is timers:
+                del self._buckets[bucket]  # done: a timer armed for it from now on gets a job of its own
+
+    async def _fire_one(self, timer: Timer) -> None:
+        armed = self._by_ref.get(timer.ref)
+        if armed is None or armed.get(timer.key) != timer:
+            return  # replaced or dropped since it was put in this bucket
+        del armed[timer.key]
+        if not armed:
+            del self._by_ref[timer.ref]
+        try:
+            await self._on_fire(timer)
+        except Exception:
+            # One timer's failure must not take the rest of its bucket with it: they were
+            # taken out of the wheel, still look armed, and would never fire.
+            log.exception("timer %s failed to fire", timer.key)
 
     @property
     def armed(self) -> int:

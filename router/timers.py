@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Any
 
+from policies.engine import CompiledPolicy, callback_at
 from policies.plan import StepAction
 from policies.timeline import QueueInfo, merge as merge_requirements, queue_requirements
 from policies.vocabulary import Presence
@@ -84,13 +85,15 @@ def timers_for_agent(agent: AgentState, settings: TimerSettings) -> list[Timer]:
 
 
 def fire(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings,
-         queues: Mapping[str, QueueInfo] | None = None, home_language: str | None = None) -> list[Decision]:
+         queues: Mapping[str, QueueInfo] | None = None, home_language: str | None = None,
+         *, policy: CompiledPolicy | None = None) -> list[Decision]:
     """What a timer that fires now decides, after re-checking the state ([] when stale).
     `queues`: the active policy's, for the SLA target and wrap-up of a queue an escalation
     moves the contact to (without them, the contact keeps its plan's), and for a transferred
-    contact's overflow (with `home_language`, to resolve that queue's requirements)."""
+    contact's overflow (with `home_language`, to resolve that queue's requirements).
+    `policy`: the active policy, for the callback slot of a callback step applied late."""
     if timer.kind == "escalate":
-        return _escalate(state, timer, now_s, queues or {})
+        return _escalate(state, timer, now_s, queues or {}, policy)
     if timer.kind == "overflow":
         return _overflow(state, timer, now_s, queues or {}, home_language)
     handler = _FIRE[timer.kind]
@@ -108,10 +111,16 @@ def _offer_expiry(state: RouterState, timer: Timer, now_s: float, settings: Time
     if agent.missed_in_row + 1 >= settings.max_missed_offers and agent.presence is Presence.AVAILABLE:
         decisions.append(_set_presence(agent, Presence.AWAY, f"missed {agent.missed_in_row + 1} offers in a row",
                                        now_s))
+        # As when an agent goes away by itself: its other pending offers are handed on now,
+        # not left to expire one by one while their customers wait for an agent gone away.
+        decisions += [close_offer(state, other, ev.OFFER_REVOKED, "agent set away: missed offers in a row", now_s)
+                      for other in list(agent.offers.values())
+                      if other.offer_id != offer.offer_id and other.contact_id in state.contacts]
     return [merge("offer_expiry", decisions)]
 
 
-def _escalate(state: RouterState, timer: Timer, now_s: float, queues: Mapping[str, QueueInfo]) -> list[Decision]:
+def _escalate(state: RouterState, timer: Timer, now_s: float, queues: Mapping[str, QueueInfo],
+              policy: CompiledPolicy | None = None) -> list[Decision]:
     contact = state.contacts.get(timer.ref)
     index = int(timer.arg)
     if contact is None or contact.plan is None or contact.status not in (WAITING, OFFERED) \
@@ -129,10 +138,22 @@ def _escalate(state: RouterState, timer: Timer, now_s: float, queues: Mapping[st
     if queue is not None and step.queue != contact.queue_id:  # its SLA clock runs on against that queue's target
         data.update(answer_within_s=queue.answer_within_s, wrapup_s=queue.wrapup_s)
     events: list[tuple[str, dict[str, Any]]] = [(ev.ESCALATION_APPLIED, data)]
-    if step.action is StepAction.OFFER_CALLBACK and step.params.get("callback_at_s") is not None:
-        events.append((ev.CALLBACK_SCHEDULED, {"contact_id": contact.contact_id,
-                                               "callback_at_s": step.params["callback_at_s"], "at_s": now_s}))
+    slot = _callback_slot(contact, step.params, now_s, policy) if step.action is StepAction.OFFER_CALLBACK else None
+    if slot is not None:
+        events.append((ev.CALLBACK_SCHEDULED, {"contact_id": contact.contact_id, "callback_at_s": slot, "at_s": now_s}))
     return [Decision("escalate", (Part(contact.stream_id, contact.version, tuple(events)),), contact.contact_id)]
+
+
+def _callback_slot(contact: ContactState, params: Mapping[str, Any], now_s: float,
+                   policy: CompiledPolicy | None) -> float | None:
+    """The callback a callback step promises. Its slot was planned for the moment the step
+    was due; a step applied later (the router was down, or the contact was placed again)
+    would promise a slot already past, e.g. 19:55 at 21:30, and the callback would fall due
+    at once, outside business hours and the customer's windows: it takes the next slot from now."""
+    planned = params.get("callback_at_s")
+    if policy is None or contact.facts is None or (planned is not None and float(planned) >= now_s):
+        return None if planned is None else float(planned)
+    return callback_at(policy, contact.facts, now_s, bool(params.get("within_business_hours")))
 
 
 def _overflow(state: RouterState, timer: Timer, now_s: float, queues: Mapping[str, QueueInfo],
@@ -178,9 +199,14 @@ def _sla(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings
 
 def _deadline(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings) -> list[Decision]:
     contact = state.contacts.get(timer.ref)
-    if contact is None or timer.arg in contact.deadlines_done or now_s < timer.due_s:
+    if contact is None or contact.plan is None or timer.arg in contact.deadlines_done:
         return []
-    data = {"contact_id": contact.contact_id, "name": timer.arg, "due_s": timer.due_s, "at_s": now_s,
+    # The due time is the plan's, not the timer's: a timer fired again after a stale append
+    # is a copy due at the retry, and a plan placed again may have moved or dropped the deadline.
+    due_s = next((d.due_s for d in contact.plan.deadlines if d.name == timer.arg), None)
+    if due_s is None or now_s < due_s:
+        return []
+    data = {"contact_id": contact.contact_id, "name": timer.arg, "due_s": due_s, "at_s": now_s,
             "status": contact.status, "agent_id": contact.agent_id}
     return [Decision("deadline", (Part(contact.stream_id, contact.version, ((ev.FOLLOW_UP_DUE, data),)),),
                      contact.contact_id)]
