@@ -119,7 +119,8 @@ def _freed(state: RouterState, agent: AgentState, data: Data) -> None:
 
 
 def _wrapup_started(state: RouterState, agent: AgentState, data: Data) -> None:
-    agent.wrapup_until_s = float(data["until_s"])
+    # A second completion during a wrap-up never cuts the first contact's wrap-up short.
+    agent.wrapup_until_s = max(agent.wrapup_until_s or float("-inf"), float(data["until_s"]))
 
 
 def _wrapup_ended(state: RouterState, agent: AgentState, data: Data) -> None:

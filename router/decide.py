@@ -11,12 +11,12 @@ import math
 import uuid
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from policies.eligibility import ineligibility, sort_key
 from policies.engine import CompiledPolicy, NoMatchingRule, evaluate
-from policies.plan import Requirement, RequirementKind, RoutingPlan, requirements_at
+from policies.plan import Deadline, Requirement, RequirementKind, RoutingPlan, requirements_at
 from policies.vocabulary import AgentSnapshot, Channel, ContactFacts, Presence, Strategy
 
 from . import events as ev
@@ -100,6 +100,12 @@ def place(state: RouterState, contact: ContactState, policy: CompiledPolicy, now
         return Decision("unroutable", (Part(contact.stream_id, contact.version, ((ev.CONTACT_UNROUTABLE, data),)),),
                         contact.contact_id)
     queued_at_s = contact.queued_at_s if contact.plan is not None else now_s
+    if contact.plan is not None and contact.plan.deadlines:
+        # A re-placement (the intent stated again) keeps the deadlines already running: a
+        # complaint's follow-up counts from when it was first placed, not from the restating.
+        running = {d.name: d.due_s for d in contact.plan.deadlines}
+        plan = replace(plan, deadlines=tuple(Deadline(d.name, min(d.due_s, running.get(d.name, d.due_s)))
+                                             for d in plan.deadlines))
     queued = {
         **base, "queue_id": plan.queue_id, "rule_id": plan.rule_id, "policy_version": plan.policy_version,
         "priority": plan.priority, "requirements": [r.to_json() for r in plan.requirements],

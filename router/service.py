@@ -144,7 +144,7 @@ class RouterService:
         if snapshot is None:
             return None
         try:
-            saved = self._codec.decode(snapshot)
+            saved = self._codec.decode(snapshot, scope=self._snapshot_name)
             if saved is None or set(saved) != set(self._snapshot_parts):
                 return None
             for name, part in self._snapshot_parts.items():
@@ -170,7 +170,7 @@ class RouterService:
         assert self._codec is not None
         started = time.perf_counter()
         self._forget_finished(force=True)
-        encoded = encode_aside(self._codec, self._snapshot_parts, self._cursor)
+        encoded = encode_aside(self._codec, self._snapshot_parts, self._cursor, scope=self._snapshot_name)
         self._snapshot_cursor, self._since_snapshot, self._snapshot_at = self._cursor, 0, time.monotonic()
         self._snapshot_started, self._snapshot_held_ms = started, (time.perf_counter() - started) * 1000
         return encoded
@@ -256,11 +256,12 @@ class RouterService:
         return max(0.0, time.time() - self._last_recorded_s) if self._last_recorded_s else 0.0
 
     async def _apply_batch(self, events: Sequence[RecordedEvent]) -> None:
-        if events:
-            self._last_recorded_s = events[-1].recorded_at.timestamp()
-            self._applied_lag_s = max(0.0, time.time() - self._last_recorded_s)
-            self._cursor = events[-1].cursor
-            self._since_snapshot += len(events)
+        if not events:
+            return
+        last = events[-1]
+        self._last_recorded_s = last.recorded_at.timestamp()
+        self._applied_lag_s = max(0.0, time.time() - self._last_recorded_s)
+        received = len(events)
         # The log holds every routing domain (stream ids are `<category>-<domain>:<key>`);
         # this instance routes one, and its read models (customers, the ingest memo) are
         # that domain's too. Another domain's contact is not ours to queue or offer.
@@ -272,6 +273,10 @@ class RouterService:
         changed = False
         for event in events:
             changed |= self.state.apply(event)
+        # Why only now: a snapshot (and stop() saves one) holds the state with this cursor. A
+        # batch that failed half-way must not leave a cursor past what the state holds.
+        self._cursor = last.cursor
+        self._since_snapshot += received
         if changed:
             self._after_change()
         if self._snapshot_due():
@@ -396,7 +401,7 @@ class RouterService:
         try:
             policy = self._policy()
             for decision in fire(self.state, timer, self._clock(), self.settings.timers, policy.queues,
-                                 policy.home_language):
+                                 policy.home_language, policy=policy):
                 if not await self.submit(decision):
                     # Stale: a stream it was decided on moved, often not the timer's own (an
                     # offer's expiry also writes the agent's stream, which a desk command may

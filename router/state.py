@@ -249,7 +249,13 @@ class RouterState:
         category, _, rest = event.stream_id.partition("-")
         key = rest.split(":", 1)[1]
         if category == "contact":
-            contact = self.contacts.get(key) or self.contacts.setdefault(key, ContactState(key, event.stream_id))
+            contact = self.contacts.get(key)
+            if contact is None:
+                if event.version > 1:
+                    # A late event of a contact already finished and forgotten (a snapshot
+                    # forgets them first): a new entry would be a phantom waiting contact.
+                    return False
+                contact = self.contacts[key] = ContactState(key, event.stream_id)
             return self._fold(contact, event, _CONTACT_HANDLERS, lambda _: self._contact_changed(contact))
         if category == "agent":
             agent = self.agents.get(key) or self.agents.setdefault(key, AgentState(key, event.stream_id))
