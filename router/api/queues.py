@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..figures import queue_figures, summary
@@ -111,8 +112,10 @@ class RouterCollector:
 
 async def get_metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.app[REGISTRY])
-    return web.Response(body=body, content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+    # The classic text format, named with its version: the exposition has only ASCII names,
+    # so a Prometheus of any age parses it; without a version some scrapers fall back.
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4,
+                                            "X-Content-Type-Options": "nosniff"})
 
 
 def add_routes(app: web.Application) -> None:
@@ -132,4 +135,4 @@ def openapi_paths(doc: dict[str, Any]) -> None:
                       **error_responses(401, 403)}}}
     doc["paths"]["/metrics"] = {"get": {
         "summary": "Prometheus metrics (text format)",
-        "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}}
+        "responses": {"200": {"description": "metrics", "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}}}}}}

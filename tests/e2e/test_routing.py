@@ -342,6 +342,7 @@ async def test_queue_figures_and_metrics(routed: Api) -> None:
         async with routed.client.get("/metrics") as resp:
             text = await resp.text()
         assert resp.status == 200
+        assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
         name = queue["queue"]
         for line in (f'router_queue_waiting{{queue="{name}"}} 1.0', f'router_queue_in_progress{{queue="{name}"}} 1.0',
                      f'router_queue_answered_today{{queue="{name}"}} 1.0',
