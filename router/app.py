@@ -72,6 +72,7 @@ def build_app(config: AppConfig) -> web.Application:
     app.router.add_get("/v1/health", health)
     app.router.add_get("/admin", _page("admin.html"))
     app.router.add_get("/desk", _page("desk.html"))
+    app.router.add_get("/static/dom.js", _page("dom.js"))
     app.router.add_get("/v1/openapi.json", openapi_handler)
     channels_api.add_routes(app)
     customers_api.add_routes(app)
@@ -151,7 +152,8 @@ def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def page(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / name, headers={"Content-Security-Policy": "default-src 'self'; "
                                 "script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline' 'self'; "
-                                "connect-src 'self' ws: wss:"})
+                                "connect-src 'self' ws: wss:; frame-ancestors 'none'",
+                                "X-Frame-Options": "DENY"})  # no clickjacking of the admin's buttons
 
     return page
 
