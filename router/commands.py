@@ -210,6 +210,10 @@ def transfer(state: RouterState, agent_id: str, contact_id: object, to_queue: ob
     silently. Without a policy (pure tests) any queue id is taken as it is."""
     agent = _agent(state, agent_id)
     contact = _held_contact(state, agent_id, contact_id)
+    if contact.status == DONE:
+        # The customer hung up and the router has not freed the agent yet: there is nobody
+        # to hand on, and a queue would offer the ended contact to another agent.
+        raise CommandError("contact_ended", "the customer has left; there is nothing to transfer (complete it)")
     if bool(to_queue) == bool(to_agent) or not isinstance(to_queue or to_agent, str):
         raise CommandError("invalid_message", "give exactly one of to_queue or to_agent")
     hard = tuple(r for r in requirements_of(contact) if r.hard and r.kind is not RequirementKind.AGENT)

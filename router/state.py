@@ -78,7 +78,9 @@ class ContactState:
     sla_breached: bool = False
     replan: bool = False  # what the contact is about changed while it waited: place it again
     callback_at_s: float | None = None  # a callback promised to the customer
-    callback_due: bool = False
+    callback_owed: bool = False  # promised and not yet due (a later step may promise another)
+    callback_due: bool = False  # a promised callback fell due: the contact waits as one
+    callback_within_hours: bool = True  # the slot is in business hours too (a step may say not)
     deadlines_done: set[str] = field(default_factory=set)
     end_reason: str | None = None
     last_event_id: UUID | None = None  # the causation of what the router decides next about it
@@ -463,6 +465,7 @@ def _queued(state: RouterState, contact: ContactState, data: Data) -> None:
     contact.replan = False
     if contact.plan.callback_at_s is not None and contact.callback_at_s is None:  # e.g. after hours
         contact.callback_at_s = contact.plan.callback_at_s
+        contact.callback_owed = True
     if contact.status in (NEW, WAITING):
         contact.status = WAITING
 
@@ -505,6 +508,8 @@ def _escalated(state: RouterState, contact: ContactState, data: Data) -> None:
     contact.steps_done = max(contact.steps_done, int(data["step"]) + 1)
     contact.queue_id = data.get("queue_id", contact.queue_id)  # an overflow or escalation moves it
     _queue_targets(contact, data)
+    if data.get("action") == "offer_callback":  # the CallbackScheduled that follows is slotted so
+        contact.callback_within_hours = bool((data.get("params") or {}).get("within_business_hours"))
 
 
 def _sla_breached(state: RouterState, contact: ContactState, data: Data) -> None:
@@ -557,7 +562,7 @@ def _finished(state: RouterState, contact: ContactState, data: Data) -> None:
     """Completed by the agent, or ended/abandoned by the customer."""
     # A customer who hangs up once a callback is promised did not abandon: the callback is the
     # contact's answer (or not), counted when it is made.
-    promised = contact.callback_at_s is not None and not contact.callback_due
+    promised = contact.callback_owed
     if (contact.status in (WAITING, OFFERED) and contact.plan is not None and contact.queue_id is not None
             and not promised):
         state.record(_unanswered(state, contact, data, contact.queue_id))
@@ -589,12 +594,16 @@ def _unanswered(state: RouterState, contact: ContactState, data: Data, queue_id:
 
 def _callback_scheduled(state: RouterState, contact: ContactState, data: Data) -> None:
     contact.callback_at_s = float(data["callback_at_s"])
+    # A new promise (another callback step, or the slot moved on after a stop) is owed
+    # afresh, even when an earlier one already fell due: it gets its own timer.
+    contact.callback_owed = True
 
 
 def _callback_due(state: RouterState, contact: ContactState, data: Data) -> None:
     """The promised callback is due: the contact waits again (if the customer had gone,
     as an outbound call), ahead of new arrivals, offered afresh to every agent."""
     contact.callback_due = True
+    contact.callback_owed = False
     contact.priority_boost += 50.0
     if contact.status == DONE and contact.agent_id is None:
         contact.status = WAITING

@@ -32,6 +32,11 @@ class Timer:
     arg: str = ""
 
 
+# A callback timer firing later than this after its slot was held up (the router was
+# stopped): its slot is checked again against business hours and the customer's windows.
+LATE_CALLBACK_S = 60.0
+
+
 @dataclass(frozen=True, slots=True)
 class TimerSettings:
     disconnect_grace_s: float = 15.0
@@ -44,7 +49,7 @@ def timers_for_contact(contact: ContactState) -> list[Timer]:
         return []
     out: list[Timer] = []
     cid = contact.contact_id
-    if contact.callback_at_s is not None and not contact.callback_due and contact.agent_id is None:
+    if contact.callback_at_s is not None and contact.callback_owed and contact.agent_id is None:
         out.append(Timer(f"callback:{cid}", contact.callback_at_s, "callback", cid))
     # A deadline runs from the placement whatever happens next: a complaint's follow-up is due
     # in 48 h also (above all) when the call that raised it has ended.
@@ -91,11 +96,14 @@ def fire(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings
     `queues`: the active policy's, for the SLA target and wrap-up of a queue an escalation
     moves the contact to (without them, the contact keeps its plan's), and for a transferred
     contact's overflow (with `home_language`, to resolve that queue's requirements).
-    `policy`: the active policy, for the callback slot of a callback step applied late."""
+    `policy`: the active policy, for the callback slot of a callback step applied late, or
+    of a callback whose timer fires long after its slot."""
     if timer.kind == "escalate":
         return _escalate(state, timer, now_s, queues or {}, policy)
     if timer.kind == "overflow":
         return _overflow(state, timer, now_s, queues or {}, home_language)
+    if timer.kind == "callback":
+        return _callback(state, timer, now_s, policy)
     handler = _FIRE[timer.kind]
     return handler(state, timer, now_s, settings)
 
@@ -212,11 +220,21 @@ def _deadline(state: RouterState, timer: Timer, now_s: float, settings: TimerSet
                      contact.contact_id)]
 
 
-def _callback(state: RouterState, timer: Timer, now_s: float, settings: TimerSettings) -> list[Decision]:
+def _callback(state: RouterState, timer: Timer, now_s: float, policy: CompiledPolicy | None) -> list[Decision]:
     contact = state.contacts.get(timer.ref)
-    if contact is None or contact.callback_at_s is None or contact.callback_due or contact.agent_id is not None \
+    if contact is None or contact.callback_at_s is None or not contact.callback_owed or contact.agent_id is not None \
             or now_s < contact.callback_at_s:
         return []
+    if now_s > contact.callback_at_s + LATE_CALLBACK_S and policy is not None and contact.facts is not None:
+        # Fired long after its slot (the router was stopped across it): calling back now
+        # could be at 21:30 for a 15:00 slot, outside business hours and the customer's
+        # windows. The next slot from now is promised instead (now itself when it fits).
+        slot = callback_at(policy, contact.facts, now_s, contact.callback_within_hours)
+        if slot is not None and slot > now_s:
+            data = {"contact_id": contact.contact_id, "callback_at_s": slot, "at_s": now_s,
+                    "reason": f"the slot at {contact.callback_at_s:.0f} passed while the router was stopped"}
+            return [Decision("callback", (Part(contact.stream_id, contact.version, ((ev.CALLBACK_SCHEDULED, data),)),),
+                             contact.contact_id)]
     data = {"contact_id": contact.contact_id, "callback_at_s": contact.callback_at_s, "at_s": now_s}
     return [Decision("callback", (Part(contact.stream_id, contact.version, ((ev.CALLBACK_DUE, data),)),),
                      contact.contact_id)]
@@ -255,7 +273,6 @@ _FIRE = {
     "offer_expiry": _offer_expiry,
     "sla": _sla,
     "deadline": _deadline,
-    "callback": _callback,
     "wrapup_end": _wrapup_end,
     "disconnect": _disconnect,
 }

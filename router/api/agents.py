@@ -25,6 +25,7 @@ from .auth import bearer, require_admin
 from .channels import read_limited_body
 from .errors import ApiError
 from .openapi import error_responses
+from .policy_bodies import validation_error
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,6 @@ PONG_TIMEOUT_S = 35.0
 # the desk must not reconnect with it) nor 4000 (replaced): a desk that was only asleep or
 # cut off for a while reconnects and carries on.
 NO_PONG_CLOSE = 4002
-
-
-def _validation_error(exc: ValidationError) -> ApiError:
-    first = exc.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or None
-    return ApiError(422, "invalid_field", first["msg"], field=field)
 
 
 async def _json(request: web.Request) -> Any:
@@ -77,7 +72,7 @@ async def post_agent(request: web.Request) -> web.Response:
     try:
         agent = NewAgent.model_validate_json(orjson.dumps(await _json(request)))
     except ValidationError as exc:
-        raise _validation_error(exc) from None
+        raise validation_error(exc) from None
     try:
         view = await request.app[AGENTS].register(agent, actor)
     except AgentExists:
@@ -102,7 +97,7 @@ async def patch_agent(request: web.Request) -> web.Response:
     try:
         changes = AgentChanges.model_validate_json(orjson.dumps(await _json(request)))
     except ValidationError as exc:
-        raise _validation_error(exc) from None
+        raise validation_error(exc) from None
     if not changes.model_fields_set:
         raise ApiError(422, "nothing_to_change", "give at least one field to change")
     return web.json_response(await request.app[AGENTS].update(agent_id, changes, actor))

@@ -167,10 +167,12 @@ def parse_body(model: type[M], body: bytes) -> M:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        raise _body_error(exc) from None
+        raise validation_error(exc) from None
 
 
-def _body_error(exc: ValidationError) -> ApiError:
+def validation_error(exc: ValidationError) -> ApiError:
+    """422 naming the first bad field as a document path (`skills.fraud`, `rules[3].queue`),
+    with every problem listed in `details.errors` (400 for a body that is not JSON)."""
     errors = exc.errors(include_url=False)
     first = errors[0]
     if first["type"] == "json_invalid":

@@ -313,6 +313,11 @@ async def test_a_patch_cannot_clear_what_an_agent_needs(routed: Api, field: str)
     assert (status, body["error"]["code"], body["error"]["field"]) == (422, "invalid_field", field), body
     status, body = await routed.admin("PATCH", "/v1/agents/a1", json={"channels": {"phone": 0}})
     assert (status, body["error"]["field"]) == (422, "channels"), body
+    # Named as a document path, as the policy endpoints do, with every problem listed.
+    status, body = await routed.admin("PATCH", "/v1/agents/a1", json={"skills": {"Fraud": 4}, "languages": [1]})
+    assert (status, body["error"]["field"]) == (422, "skills.Fraud"), body
+    assert not body["error"]["message"].startswith("skills.Fraud: Value error"), body
+    assert [e["field"] for e in body["error"]["details"]["errors"]] == ["skills.Fraud", "languages[0]"], body
     assert await conn.fetchval(stream) == before, "nothing stored for a refused change"
     await conn.close()
     status, body = await routed.admin("PATCH", "/v1/agents/a1", json={"team": None, "supervisor": None})
@@ -362,6 +367,8 @@ async def test_pages_are_served(routed: Api, path: str, needle: str) -> None:
     async with routed.client.get(path) as resp:
         assert resp.status == 200 and needle in await resp.text()
         assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+        assert resp.headers["X-Frame-Options"] == "DENY"
 
 
 async def test_an_agent_token_on_an_admin_endpoint_is_forbidden(routed: Api) -> None:
