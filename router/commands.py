@@ -7,6 +7,8 @@ the service appends the decision at the versions it was based on.
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import replace
 from typing import Any
 
 from policies.engine import CompiledPolicy
@@ -105,9 +107,15 @@ def unfit_for_offer(state: RouterState, offer: Offer) -> tuple[str, ...]:
         return gaps
     profile, load = agent.profile, agent.snapshot.load
     assert profile is not None
-    if load.get(offer.channel, 0) + 1 > profile.channels.get(offer.channel, 0):
+    # Why the agent's earlier pending offers count too: each holds a place, as when offers are
+    # made (the load and the pending offers within the capacity). Counted alone, every one of
+    # two offers fitted a capacity cut from two to one: none was withdrawn, and the agent took
+    # one while the other still held a place. The earliest keep their places, the latest go.
+    earlier = list(itertools.takewhile(lambda o: o.offer_id != offer.offer_id, agent.offers.values()))
+    on_channel = load.get(offer.channel, 0) + sum(1 for o in earlier if o.channel is offer.channel)
+    if on_channel + 1 > profile.channels.get(offer.channel, 0):
         return (f"no room left on {offer.channel.value} (capacity {profile.channels.get(offer.channel, 0)})",)
-    if sum(load.values()) + 1 > profile.total_capacity:
+    if sum(load.values()) + len(earlier) + 1 > profile.total_capacity:
         return (f"no room left in total (capacity {profile.total_capacity})",)
     return ()
 
@@ -125,10 +133,20 @@ def accept(state: RouterState, agent_id: str, offer_id: object, now_s: float) ->
     assigned = {**base, "channel": offer.channel.value, "queue_id": contact.queue_id,
                 "waited_s": round(now_s - contact.wait_from_s, 3)}
     engaged = {**base, "channel": offer.channel.value}
-    return Decision("accept", (Part(contact.stream_id, contact.version,
-                                    ((ev.OFFER_ACCEPTED, base), (ev.CONTACT_ASSIGNED, assigned))),
-                               Part(agent.stream_id, agent.version, ((ev.AGENT_ENGAGED, engaged),))),
-                    contact.contact_id, agent_id)
+    taken = Decision("accept", (Part(contact.stream_id, contact.version,
+                                     ((ev.OFFER_ACCEPTED, base), (ev.CONTACT_ASSIGNED, assigned))),
+                                Part(agent.stream_id, agent.version, ((ev.AGENT_ENGAGED, engaged),))),
+                     contact.contact_id, agent_id)
+    # Why the agent's later offers that no longer fit go in the same append, and first: after
+    # a capacity cut the router withdraws them in its next round, and an accept landing before
+    # that round engaged the agent while they still held places beyond the capacity. Released
+    # ahead of the engagement on the agent's stream, they never count with it.
+    withdrawn = [close_offer(state, other, ev.OFFER_REVOKED, f"the agent's profile changed: {unfit[0]}"[:200], now_s)
+                 for other in agent.offers.values()
+                 if other.offer_id != offer.offer_id and (unfit := unfit_for_offer(state, other))]
+    if not withdrawn:
+        return taken
+    return replace(merge("accept", [*withdrawn, taken]), contact_id=contact.contact_id, agent_id=agent_id)
 
 
 def reject(state: RouterState, agent_id: str, offer_id: object, reason: object, now_s: float) -> Decision:

@@ -128,6 +128,11 @@ class DeskHub:
             for message in self._diff(self.desks[agent_id], agent):
                 self.desks[agent_id].outbox.put_nowait(message)
 
+    def close_all(self, code: int, reason: str) -> None:
+        """Close every desk open here, each after what it was already told (a stopping server)."""
+        for desk in list(self.desks.values()):
+            desk.outbox.put_nowait({"type": "_close", "code": code, "reason": reason})
+
     def confirm_state(self, desk: Desk) -> None:
         """Tell the desk its agent's state as it stands (the answer to a `state` message that
         changes nothing: the desk is told, and nothing is recorded)."""

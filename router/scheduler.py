@@ -41,6 +41,11 @@ class TimerScheduler:
         self._scheduler.start()
 
     def shutdown(self) -> None:
+        # Only once: APScheduler's asyncio scheduler stops on the loop's next turn, so a second
+        # call in the same turn (a stop and a lost leadership together) still sees it running
+        # and its own shutdown then fails in a callback.
+        if self._stopped:
+            return
         self._stopped = True
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)

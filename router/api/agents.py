@@ -259,13 +259,16 @@ def _already(router: RouterService, agent_id: str, wanted: object) -> bool:
             and not (agent.presence is Presence.AWAY and agent.offers))
 
 
-def _ref(msg: dict[str, Any]) -> str | int | None:
-    """What an error frame names as the message it answers: the desk's own `ref`, else the
-    offer or contact it was about. Only a string or a number is echoed: anything else the
-    desk sent there (a list nested hundreds deep) may not even be writable back."""
+def _ref(msg: object) -> str | int | float | None:
+    """What an error frame names as the message it answers (docs/desk.md): the desk's own
+    `ref`, else the offer or contact it was about, when that is a string or a number: also
+    "" and 0 (a desk numbering its messages from 0) and 1.5, never true or false. Anything
+    else the desk sent there (a list nested hundreds deep) may not even be writable back."""
+    if not isinstance(msg, dict):
+        return None
     for key in ("ref", "offer_id", "contact_id"):
         value: object = msg.get(key)
-        if value and isinstance(value, (str, int)) and not isinstance(value, bool):
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return value
     return None
 
@@ -284,9 +287,8 @@ async def _handle(router: RouterService, hub: DeskHub, desk: Desk, text: str) ->
                         "ref": None})
         return
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
-        ref = msg.get("ref") if isinstance(msg, dict) else None
         hub.send(desk, {"type": "error", "code": "invalid_message", "message": "a message is an object with a type",
-                        "ref": ref if isinstance(ref, (str, int)) else None})
+                        "ref": _ref(msg)})
         return
     if msg["type"] == "pong":
         return  # its arrival was noted (`desk_socket`)
@@ -317,7 +319,22 @@ async def _handle(router: RouterService, hub: DeskHub, desk: Desk, text: str) ->
     hub.send(desk, {"type": "error", "code": "busy", "message": "the contact kept changing; try again", "ref": ref})
 
 
+async def _close_desks(app: web.Application) -> None:
+    """A stopping server closes its desks with 1001 (going away): the desk reconnects, here
+    once restarted or to another instance, within the grace period.
+
+    Why on_shutdown: it runs before aiohttp waits for the handlers still running (a desk's
+    runs as long as its socket) and before the router and the store stop (cleanup_ctx), so
+    each desk closes at once and its disconnection is still recorded. Left open, a stop
+    waited some 30 s for the socket's heartbeat to fail, and the desks saw the connection
+    cut (1006) with nothing recorded until then."""
+    hub = app.get(HUB)
+    if hub is not None:
+        hub.close_all(WSCloseCode.GOING_AWAY, "the server is stopping; reconnect")
+
+
 def add_routes(app: web.Application) -> None:
+    app.on_shutdown.append(_close_desks)
     app.router.add_post("/v1/agents", post_agent)
     app.router.add_get("/v1/agents", list_agents)
     app.router.add_get("/v1/agents/ws", desk_socket)

@@ -93,6 +93,8 @@ def health_paths(doc: dict[str, Any]) -> None:
                           ("/desk", "A minimal agent desk page (asks for the agent's token)")):
         doc["paths"][path] = {"get": {"summary": summary, "responses": {
             "200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}}}}
+    doc["paths"]["/static/dom.js"] = {"get": {"summary": "The script both pages share", "responses": {
+        "200": {"description": "the script", "content": {"text/javascript": {"schema": {"type": "string"}}}}}}}
 
 
 OPENAPI_KEY = web.AppKey("openapi", dict)

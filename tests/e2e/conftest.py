@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -96,3 +97,19 @@ async def api(database_url: str) -> AsyncIterator[Api]:
     await client.start_server()
     yield Api(client, database_url)
     await client.close()
+
+
+@contextlib.asynccontextmanager
+async def leading_server(database_url: str, *, disconnect_grace_s: float) -> AsyncIterator[Api]:
+    """A leading server (it routes) on a fresh database, with a short disconnect grace period."""
+    from router.timers import TimerSettings
+
+    await reset_database(database_url)
+    config = replace(make_config(database_url, lead=True),
+                     router_settings=RouterSettings(timers=TimerSettings(disconnect_grace_s=disconnect_grace_s)))
+    client = TestClient(TestServer(build_app(config)))
+    await client.start_server()
+    try:
+        yield Api(client, database_url)
+    finally:
+        await client.close()

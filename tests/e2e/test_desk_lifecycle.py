@@ -6,20 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
 import websockets
 
 from router.api import agents as agents_api
-from router.app import build_app
-from router.service import RouterSettings
-from router.timers import TimerSettings
-from tests.conftest import reset_database
-from tests.e2e.conftest import Api, make_config
+from tests.e2e.conftest import Api, leading_server
 from tests.e2e.test_routing import Desk, arrive, new_agent, open_desk
-from aiohttp.test_utils import TestClient, TestServer
 
 GRACE_S = 1.0
 
@@ -34,13 +28,8 @@ rules:
 @pytest.fixture
 async def routed(database_url: str) -> AsyncIterator[Api]:
     """A leading server with a short disconnect grace period."""
-    await reset_database(database_url)
-    config = replace(make_config(database_url, lead=True),
-                     router_settings=RouterSettings(timers=TimerSettings(disconnect_grace_s=GRACE_S)))
-    client = TestClient(TestServer(build_app(config)))
-    await client.start_server()
-    yield Api(client, database_url)
-    await client.close()
+    async with leading_server(database_url, disconnect_grace_s=GRACE_S) as api:
+        yield api
 
 
 async def fast_offers(api: Api) -> None:
