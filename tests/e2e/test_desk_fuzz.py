@@ -75,7 +75,7 @@ from router.events import AGENT_UPDATED
 from router.state import WAITING, AgentState, RouterState
 from tests.conftest import reset_database
 from tests.e2e.conftest import Api, leading_server, make_config
-from tests.e2e.test_routing import call, new_agent
+from tests.e2e.test_routing import arrive, new_agent
 from tests.unit.router.builders import NOW, POLICY, TimedLog
 
 AGENT_TYPES = ("accept", "reject", "state", "complete", "wrapup_done", "transfer", "pong")
@@ -258,15 +258,6 @@ async def publish(api: Api, policy: str) -> None:
     status, body = await api.admin("PUT", "/v1/policies", data=policy.encode(),
                                    headers={"Content-Type": "application/yaml", "If-Match": '"1"'})
     assert status == 201, body
-
-
-async def arrive(api: Api, session: str, intent: str = "credit_card") -> str:
-    contact_id = ""
-    for event in call(session, intent):
-        status, body = await api.post_event("phone", event)
-        assert status == 202, body
-        contact_id = body["contact_id"]
-    return contact_id
 
 
 @contextlib.contextmanager
